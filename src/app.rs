@@ -1,0 +1,128 @@
+//! app: owns everything that lives as long as the process — the config snapshot (`ArcSwap`), the metrics
+//! `Registry`, the spool and its writer, the listeners — and the order of start and stop:
+//! open spool (recovery) → bind listeners → serve … signal → stop accepting → drain connections → final fsync.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Snapshot;
+use crate::listener::{self, Kind};
+use crate::metrics::Metrics;
+use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
+
+/// What every request handler can reach.
+pub struct Ctx {
+    pub config: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Registry,
+    pub spool: Spool,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+pub struct App {
+    ctx: Arc<Ctx>,
+    writer: SpoolWriter,
+}
+
+/// A started gateway: its bound addresses and the handle to stop it.
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub redirect_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub ctx: Arc<Ctx>,
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+    writer: SpoolWriter,
+}
+
+impl App {
+    /// Opens (and recovers) the spool and registers metrics. Nothing listens yet.
+    pub fn new(snapshot: Snapshot, clock: Arc<dyn Clock>) -> Result<(App, Recovery), AppError> {
+        let registry = Registry::new();
+        let metrics = Arc::new(Metrics::register(&registry)?);
+        let (spool, writer, recovery) = Spool::open(snapshot.spool.clone(), metrics.spool.clone())?;
+        let config = Arc::new(ArcSwap::from_pointee(snapshot));
+        let ctx = Arc::new(Ctx { config, metrics, registry, spool, clock });
+        Ok((App { ctx, writer }, recovery))
+    }
+
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// Binds every configured listener and starts accepting.
+    pub async fn start(self) -> Result<Running, AppError> {
+        let snap = self.ctx.config.load_full();
+        let (stop, stop_rx) = watch::channel(false);
+        let max = snap.limits.max_connections;
+        let bind = |addr: SocketAddr| async move { listener::bind(addr).await.map_err(|e| AppError::Bind(addr, e)) };
+        let public = bind(snap.listen.public).await?;
+        let public_addr = public.local_addr().map_err(|e| AppError::Bind(snap.listen.public, e))?;
+        let mut loops = Vec::new();
+        let mut spawn = |tcp, kind, permits: usize| {
+            loops.push(tokio::spawn(listener::accept_loop(tcp, kind, self.ctx.clone(), permits, stop_rx.clone())));
+        };
+        spawn(public, Kind::Public, max);
+        let mut redirect_addr = None;
+        if let Some(addr) = snap.listen.redirect {
+            let tcp = bind(addr).await?;
+            redirect_addr = tcp.local_addr().ok();
+            spawn(tcp, Kind::Redirect { https_port: public_addr.port() }, max);
+        }
+        let mut admin_addr = None;
+        if let Some(addr) = snap.listen.admin {
+            let tcp = bind(addr).await?;
+            admin_addr = tcp.local_addr().ok();
+            spawn(tcp, Kind::Admin, 64);
+        }
+        Ok(Running { public_addr, redirect_addr, admin_addr, ctx: self.ctx, stop, loops, writer: self.writer })
+    }
+}
+
+impl Running {
+    /// A cloneable trigger for shutdown (signal handlers, tests).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Waits for a shutdown request, then drains: listeners stop accepting, in-flight requests finish
+    /// (at most `timeouts.shutdown_grace`), and the spool writer completes and fsyncs what is queued.
+    pub async fn wait(self) -> Result<(), SpoolError> {
+        let mut rx = self.stop.subscribe();
+        listener::signalled(&mut rx).await;
+        let grace = self.ctx.config.load().timeouts.shutdown_grace;
+        let drained = tokio::time::timeout(grace, futures_join(self.loops)).await;
+        if drained.is_err() {
+            tracing::warn!(?grace, "shutdown grace elapsed with connections still open; closing them");
+        }
+        self.writer.close().await
+    }
+
+    /// Requests shutdown and waits for it to complete.
+    pub async fn stop(self) -> Result<(), SpoolError> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}

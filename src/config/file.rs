@@ -1,0 +1,144 @@
+//! The config file as written by an operator: TOML, every struct `deny_unknown_fields` so a typo in a security
+//! setting is an error, never a silent no-op. Values stay loose here (strings, integers); `validate` turns them
+//! into the runtime form and reports every mistake at once.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Directory for the spool, generated development certificates and keys. Relative paths in this file
+    /// resolve against the directory of the config file.
+    pub data_dir: String,
+    pub listen: ListenFile,
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+    #[serde(default)]
+    pub spool: SpoolFile,
+    #[serde(default)]
+    pub tenants: Vec<TenantFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub public: String,
+    pub redirect: Option<String>,
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub dev_self_signed: bool,
+    #[serde(default = "default_min_version")]
+    pub min_version: String,
+}
+
+fn default_min_version() -> String {
+    "1.2".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    pub max_body_bytes: u64,
+    pub max_events: u64,
+    pub max_depth: u64,
+    pub max_string_bytes: u64,
+    pub max_object_keys: u64,
+    pub max_connections: u64,
+    pub max_header_count: u64,
+    pub max_header_bytes: u64,
+    pub h2_max_concurrent_streams: u64,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_events: 100,
+            max_depth: 16,
+            max_string_bytes: 2048,
+            max_object_keys: 64,
+            max_connections: 4096,
+            max_header_count: 64,
+            max_header_bytes: 16 * 1024,
+            h2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsFile {
+    pub tls_handshake_ms: u64,
+    pub header_read_ms: u64,
+    pub body_read_ms: u64,
+    pub idle_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for TimeoutsFile {
+    fn default() -> Self {
+        Self {
+            tls_handshake_ms: 10_000,
+            header_read_ms: 10_000,
+            body_read_ms: 10_000,
+            idle_ms: 60_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolFile {
+    /// Spool directory; relative to `data_dir`.
+    pub dir: String,
+    pub segment_bytes: u64,
+    pub max_bytes: u64,
+    pub commit_window_us: u64,
+    pub max_batch_bytes: u64,
+    pub queue_depth: u64,
+}
+
+impl Default for SpoolFile {
+    fn default() -> Self {
+        Self {
+            dir: "spool".into(),
+            segment_bytes: 64 * 1024 * 1024,
+            max_bytes: 1024 * 1024 * 1024,
+            commit_window_us: 1000,
+            max_batch_bytes: 4 * 1024 * 1024,
+            queue_depth: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    pub site: String,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub keys: Vec<KeyFile>,
+    pub active_key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub id: String,
+    pub file: Option<String>,
+    pub env: Option<String>,
+    /// Development only: create a random key file (mode 0600) when `file` is missing.
+    #[serde(default)]
+    pub generate_if_missing: bool,
+}

@@ -1,0 +1,131 @@
+//! Configuration: the operator's TOML file (`file`), validated into the runtime `Snapshot` (`validate`) that the
+//! app holds in one `ArcSwap`. Validation reports every mistake at once, each with its path
+//! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
+
+mod file;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use file::ConfigFile;
+pub use validate::validate;
+
+use crate::keys::HmacKey;
+use crate::spool::SpoolConfig;
+
+/// The running configuration. Built whole, then swapped in whole.
+pub struct Snapshot {
+    pub listen: Listen,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Where the generated development CA certificate is, when `dev_self_signed` made one.
+    pub dev_ca: Option<PathBuf>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub spool: SpoolConfig,
+    pub tenants: HashMap<String, Tenant>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("listen", &self.listen)
+            .field("limits", &self.limits)
+            .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub public: SocketAddr,
+    pub redirect: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+/// Every bound on untrusted input, with the defaults from `file::LimitsFile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_events: usize,
+    pub max_depth: usize,
+    pub max_string_bytes: usize,
+    pub max_object_keys: usize,
+    pub max_connections: usize,
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tls_handshake: Duration,
+    pub header_read: Duration,
+    pub body_read: Duration,
+    /// A connection with no bytes moving in either direction for this long is closed.
+    pub idle: Duration,
+    /// How long shutdown waits for in-flight requests before closing what is left.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub site: String,
+    /// Lower-cased `scheme://host[:port]`; a request with an `Origin` header must match one.
+    pub allowed_origins: Vec<String>,
+    pub active_key: Arc<HmacKey>,
+}
+
+/// Whether loading may write: `Run` creates the data dir and development material, `Check` never writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    Check,
+    Run,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// All problems found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, parses and validates a config file. Relative paths resolve against the file's directory.
+pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
+    let one = |path: &str, message: String| ConfigErrors(vec![ConfigError { path: path.into(), message }]);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| one(&path.display().to_string(), format!("cannot read config: {e}")))?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| line_of(&text, s.start)).unwrap_or_default();
+        one(&format!("{}{at}", path.display()), e.message().to_string())
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    validate(file, &base, mode)
+}
+
+fn line_of(text: &str, offset: usize) -> String {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    format!(":{line}")
+}

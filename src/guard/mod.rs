@@ -1,0 +1,4 @@
+//! guard: who may enter. `access` checks the tenant and the browser origin; rate limits and anomaly scoring
+//! join here as their own stages.
+
+pub mod access;

@@ -1,0 +1,25 @@
+//! http: what happens between a connection and a route. `public` serves the TLS listener (HTTP/1.1 and
+//! HTTP/2, HSTS on every response), `redirect` the plain listener (GET/HEAD → 308, nothing else accepted),
+//! `admin` the loopback listener (`/metrics`, `/healthz`). `body` reads request bodies within their bounds;
+//! `idle` closes connections on which nothing moves.
+
+pub mod admin;
+pub mod body;
+pub mod idle;
+pub mod public;
+pub mod redirect;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// A small JSON response.
+pub fn json(status: hyper::StatusCode, body: &'static str) -> Resp {
+    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    res
+}

@@ -1,0 +1,40 @@
+//! # The path of a beacon through Tollgate
+//!
+//! A shop's page sends a cart or checkout event with `navigator.sendBeacon`. This is everything that happens
+//! to it, in order, and the module that does it:
+//!
+//! 1. [`listener`] accepts the TCP connection, holding one of `limits.max_connections` permits, and wraps it
+//!    in [`http::idle`] so a silent peer cannot hold it forever.
+//! 2. [`tls`] terminates TLS 1.2/1.3 (rustls, AEAD suites, ALPN `h2` + `http/1.1`) within
+//!    `timeouts.tls_handshake_ms`. Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
+//! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config),
+//!    reads the body within its size and time bounds ([`http::body`]) and stamps HSTS on every answer.
+//! 4. [`event::decode`] turns the bytes into [`event::RawEvent`]s: UTF-8 JSON, depth, string, key and batch
+//!    bounds, three body shapes (one event, an array, `{"events": [...]}`).
+//! 5. [`event::validate`] checks schema v1 into a typed [`event::ValidEvent`]; unknown keys are dropped and
+//!    counted.
+//! 6. [`guard::access`] admits the event only for a configured tenant and one of its allowed origins.
+//! 7. [`event::minimize`] removes personal data: the e-mail becomes a keyed hash ([`keys`]), names and street
+//!    go, age and postal code are generalized, the URL is scrubbed; the client IP is never an input. Only a
+//!    [`event::MinimizedEvent`] can be built here, and only that type can be written.
+//! 8. [`spool`] appends the request's events as one unit to the write-ahead log; the group-commit writer
+//!    fsyncs, and only then does the request get its `204`. A full spool answers `503`, never drops.
+//!
+//! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
+//! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
+//! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod guard;
+pub mod http;
+pub mod keys;
+pub mod listener;
+pub mod metrics;
+pub mod reject;
+pub mod spool;
+pub mod tls;

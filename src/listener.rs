@@ -1,0 +1,165 @@
+//! listener: accept loops and per-connection serving. Each listener holds a semaphore of
+//! `limits.max_connections` permits: a connection is accepted only with a permit in hand, so excess
+//! connections wait in the kernel backlog instead of growing memory. Shutdown stops the accept loops, asks
+//! every connection to finish its in-flight requests (`graceful_shutdown`), and waits until all permits are back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::app::Ctx;
+use crate::http::{self, idle::IdleTimeout};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// TLS, HTTP/1.1 + HTTP/2, the event routes.
+    Public,
+    /// Plain HTTP/1.1, redirect to HTTPS only; carries the public port for the Location.
+    Redirect { https_port: u16 },
+    /// Plain HTTP/1.1 on loopback, metrics and health.
+    Admin,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Public => "public",
+            Kind::Redirect { .. } => "redirect",
+            Kind::Admin => "admin",
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested (also if it already was).
+pub async fn signalled(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Accepts until shutdown, then returns once every connection of this listener has ended.
+pub async fn accept_loop(tcp: TcpListener, kind: Kind, ctx: Arc<Ctx>, max_connections: usize, mut stop: watch::Receiver<bool>) {
+    let label = kind.label();
+    let permits = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = signalled(&mut stop) => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            r = tcp.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = label, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = signalled(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        ctx.metrics.connections_total.with_label_values(&[label]).inc();
+        tokio::spawn(connection(stream, kind, ctx.clone(), permit, stop.clone()));
+    }
+    drop(tcp);
+    // Every connection holds a permit until it ends: having them all back means all are done.
+    let _ = permits.acquire_many(max_connections as u32).await;
+}
+
+async fn connection(stream: TcpStream, kind: Kind, ctx: Arc<Ctx>, _permit: OwnedSemaphorePermit, stop: watch::Receiver<bool>) {
+    let open = ctx.metrics.connections_open.with_label_values(&[kind.label()]);
+    open.inc();
+    let snap = ctx.config.load_full();
+    let io = IdleTimeout::new(stream, snap.timeouts.idle);
+    match kind {
+        Kind::Public => serve_tls(io, &ctx, stop).await,
+        Kind::Redirect { https_port } => {
+            let c = ctx.clone();
+            let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
+            serve_plain(io, &ctx, svc, stop).await
+        }
+        Kind::Admin => {
+            let c = ctx.clone();
+            serve_plain(io, &ctx, service_fn(move |req| http::admin::handle(req, c.clone())), stop).await
+        }
+    }
+    open.dec();
+}
+
+async fn serve_tls(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let snap = ctx.config.load_full();
+    let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.clone());
+    let failures = &ctx.metrics.tls_handshake_failures;
+    let tls = match tokio::time::timeout(snap.timeouts.tls_handshake, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(_)) => return failures.with_label_values(&["error"]).inc(),
+        Err(_) => return failures.with_label_values(&["timeout"]).inc(),
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.timeouts.header_read)
+        .max_headers(snap.limits.max_header_count)
+        .max_buf_size(snap.limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(snap.limits.h2_max_concurrent_streams)
+        .max_header_list_size(snap.limits.max_header_bytes as u32)
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(100));
+    let c = ctx.clone();
+    let svc = service_fn(move |req| http::public::handle(req, c.clone()));
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = signalled(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if result.is_err() {
+        ctx.metrics.connection_errors.inc();
+    }
+}
+
+async fn serve_plain<S>(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, svc: S, mut stop: watch::Receiver<bool>)
+where
+    S: hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = http::Resp,
+        Error = std::convert::Infallible,
+    >,
+    S::Future: Send + 'static,
+{
+    let snap = ctx.config.load_full();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.timeouts.header_read)
+        .max_headers(snap.limits.max_header_count)
+        .max_buf_size(snap.limits.max_header_bytes);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = signalled(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if result.is_err() {
+        ctx.metrics.connection_errors.inc();
+    }
+}
+
+/// Binds a listener; the address may use port 0.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

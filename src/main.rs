@@ -1,0 +1,134 @@
+//! The `tollgate` command: `run`, `check`, `spool dump`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tollgate::app::App;
+use tollgate::clock::SystemClock;
+use tollgate::config::{self, LoadMode};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Edge ingestion gateway for browser beacon traffic")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file offline, print every error with its path; exit 0 if valid, 1 if not.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Inspect the local spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Print every stored record as one JSON line, oldest first. Never modifies the spool.
+    Dump {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => return check(&config),
+        Command::Spool { command: SpoolCommand::Dump { dir } } => dump(&dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path, LoadMode::Check) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{errors}");
+            println!("{}: {} error(s)", path.display(), errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
+    let records = tollgate::spool::read_all(dir).with_context(|| format!("reading spool {}", dir.display()))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for r in records {
+        out.write_all(&r)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let snapshot = config::load(&path, LoadMode::Run).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    if let Some(ca) = &snapshot.dev_ca {
+        tracing::info!(ca = %ca.display(), "development CA in use");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let (app, recovery) = App::new(snapshot, Arc::new(SystemClock))?;
+        tracing::info!(?recovery, "spool recovered");
+        let running = app.start().await?;
+        let addr = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        // One machine-readable line on stdout: operators and tests read the bound addresses from it.
+        println!(
+            "tollgate listening public={} redirect={} admin={}",
+            running.public_addr,
+            addr(running.redirect_addr),
+            addr(running.admin_addr)
+        );
+        let stopper = running.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: draining");
+            let _ = stopper.send(true);
+        });
+        running.wait().await?;
+        tracing::info!("stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
