@@ -1,0 +1,204 @@
+//! Shared test harness: a real server on 127.0.0.1:0 with a throwaway CA + leaf, and a real TLS client that
+//! speaks HTTP/1.1 or HTTP/2 (chosen by ALPN).
+#![allow(dead_code)]
+
+pub mod proc;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tollgate::app::{App, Running};
+use tollgate::clock::FixedClock;
+use tollgate::config::{self, LoadMode};
+use tollgate::tls::DevPki;
+
+pub const NOW_MS: i64 = 1_732_262_400_000;
+
+/// A temp dir with a config file, a written dev CA + leaf and a key file; `extra` is appended to the TOML.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+}
+
+impl Fixture {
+    pub fn new(extra: &str) -> Self {
+        Self::with_listen(extra, "redirect = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"")
+    }
+
+    pub fn with_listen(extra: &str, listen_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::generate().unwrap();
+        let tls = dir.path().join("tls");
+        pki.write(&tls.join("ca.pem"), &tls.join("leaf.pem"), &tls.join("leaf.key")).unwrap();
+        std::fs::write(dir.path().join("demo.key"), "5a".repeat(32)).unwrap();
+        let toml = format!(
+            r#"data_dir = "data"
+[listen]
+public = "127.0.0.1:0"
+{listen_extra}
+[tls]
+cert = "tls/leaf.pem"
+key = "tls/leaf.key"
+[[tenants]]
+site = "demo"
+allowed_origins = ["https://shop.example"]
+active_key = "k1"
+[[tenants.keys]]
+id = "k1"
+file = "demo.key"
+{extra}"#
+        );
+        std::fs::write(dir.path().join("tollgate.toml"), toml).unwrap();
+        Fixture { dir, ca_pem: pki.ca_pem }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tollgate.toml")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("data/spool")
+    }
+
+    /// Boots the server in-process with a fixed clock.
+    pub async fn start(&self) -> Running {
+        let snap = config::load(&self.config_path(), LoadMode::Run).expect("valid test config");
+        let (app, _) = App::new(snap, Arc::new(FixedClock::new(NOW_MS))).unwrap();
+        app.start().await.unwrap()
+    }
+
+    pub fn client_config(&self, versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> rustls::ClientConfig {
+        client_config(&self.ca_pem, versions, alpn)
+    }
+}
+
+pub fn client_config(ca_pem: &str, versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(tollgate::tls::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One TLS connection to `addr` (SNI `localhost`) speaking `proto`, usable for several requests.
+pub struct Client {
+    h1: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    h2: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    pub tls_version: rustls::ProtocolVersion,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, ca_pem: &str, proto: Proto) -> Self {
+        let versions = &[&rustls::version::TLS13, &rustls::version::TLS12];
+        Self::connect_with(addr, client_config(ca_pem, versions, &[]), proto).await
+    }
+
+    pub async fn connect_with(addr: SocketAddr, mut cfg: rustls::ClientConfig, proto: Proto) -> Self {
+        cfg.alpn_protocols = vec![match proto {
+            Proto::H1 => b"http/1.1".to_vec(),
+            Proto::H2 => b"h2".to_vec(),
+        }];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("TLS handshake");
+        let (_, session) = tls.get_ref();
+        let tls_version = session.protocol_version().unwrap();
+        let negotiated = session.alpn_protocol().map(|p| p.to_vec());
+        let io = TokioIo::new(tls);
+        match proto {
+            Proto::H1 => {
+                assert_eq!(negotiated.as_deref(), Some(&b"http/1.1"[..]));
+                let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                Client { h1: Some(send), h2: None, tls_version }
+            }
+            Proto::H2 => {
+                assert_eq!(negotiated.as_deref(), Some(&b"h2"[..]));
+                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+                tokio::spawn(conn);
+                Client { h1: None, h2: Some(send), tls_version }
+            }
+        }
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Reply {
+        let res = match (&mut self.h1, &mut self.h2) {
+            (Some(h1), _) => h1.send_request(req).await.unwrap(),
+            (_, Some(h2)) => h2.send_request(req).await.unwrap(),
+            _ => unreachable!(),
+        };
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body }
+    }
+
+    /// A handle for concurrent HTTP/2 streams on this one connection.
+    pub fn h2_sender(&self) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+        self.h2.clone().expect("an HTTP/2 client")
+    }
+
+    pub async fn post(&mut self, content_type: &str, body: impl Into<Bytes>) -> Reply {
+        let req = request("POST", "/v1/events", Some(content_type), body.into());
+        self.send(req).await
+    }
+}
+
+pub fn request(method: &str, path: &str, content_type: Option<&str>, body: Bytes) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(format!("https://localhost{path}"));
+    if let Some(ct) = content_type {
+        b = b.header("content-type", ct);
+    }
+    // HTTP/1.1 needs a Host header; HTTP/2 takes the authority from the URI.
+    b.header("host", "localhost").body(Full::new(body)).unwrap()
+}
+
+/// Every record in a spool directory, through the real `tollgate spool dump` command.
+pub fn dump(spool_dir: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["spool", "dump", "--dir"])
+        .arg(spool_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "spool dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn event(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "site": "demo", "type": "cart_update", "event_id": id,
+        "customer": {"email": format!("  Shopper.{id}@Example.COM "), "first_name": "Ann", "age": 41},
+        "page_url": "https://shop.example/cart?utm_source=mail&email=x@y.z#frag",
+        "cart": {"value": 12.5, "currency": "EUR", "items": [{"sku": "S1", "qty": 1, "price": 12.5}]}
+    })
+}
