@@ -58,7 +58,13 @@ impl App {
         let metrics = Arc::new(Metrics::register(&registry)?);
         let (spool, writer, recovery) = Spool::open(snapshot.spool.clone(), metrics.spool.clone())?;
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
-        let ctx = Arc::new(Ctx { config, metrics, registry, spool, clock });
+        let ctx = Arc::new(Ctx {
+            config,
+            metrics,
+            registry,
+            spool,
+            clock,
+        });
         Ok((App { ctx, writer }, recovery))
     }
 
@@ -71,19 +77,37 @@ impl App {
         let snap = self.ctx.config.load_full();
         let (stop, stop_rx) = watch::channel(false);
         let max = snap.limits.max_connections;
-        let bind = |addr: SocketAddr| async move { listener::bind(addr).await.map_err(|e| AppError::Bind(addr, e)) };
+        let bind = |addr: SocketAddr| async move {
+            listener::bind(addr)
+                .await
+                .map_err(|e| AppError::Bind(addr, e))
+        };
         let public = bind(snap.listen.public).await?;
-        let public_addr = public.local_addr().map_err(|e| AppError::Bind(snap.listen.public, e))?;
+        let public_addr = public
+            .local_addr()
+            .map_err(|e| AppError::Bind(snap.listen.public, e))?;
         let mut loops = Vec::new();
         let mut spawn = |tcp, kind, permits: usize| {
-            loops.push(tokio::spawn(listener::accept_loop(tcp, kind, self.ctx.clone(), permits, stop_rx.clone())));
+            loops.push(tokio::spawn(listener::accept_loop(
+                tcp,
+                kind,
+                self.ctx.clone(),
+                permits,
+                stop_rx.clone(),
+            )));
         };
         spawn(public, Kind::Public, max);
         let mut redirect_addr = None;
         if let Some(addr) = snap.listen.redirect {
             let tcp = bind(addr).await?;
             redirect_addr = tcp.local_addr().ok();
-            spawn(tcp, Kind::Redirect { https_port: public_addr.port() }, max);
+            spawn(
+                tcp,
+                Kind::Redirect {
+                    https_port: public_addr.port(),
+                },
+                max,
+            );
         }
         let mut admin_addr = None;
         if let Some(addr) = snap.listen.admin {
@@ -91,7 +115,15 @@ impl App {
             admin_addr = tcp.local_addr().ok();
             spawn(tcp, Kind::Admin, 64);
         }
-        Ok(Running { public_addr, redirect_addr, admin_addr, ctx: self.ctx, stop, loops, writer: self.writer })
+        Ok(Running {
+            public_addr,
+            redirect_addr,
+            admin_addr,
+            ctx: self.ctx,
+            stop,
+            loops,
+            writer: self.writer,
+        })
     }
 }
 
@@ -109,7 +141,10 @@ impl Running {
         let grace = self.ctx.config.load().timeouts.shutdown_grace;
         let drained = tokio::time::timeout(grace, futures_join(self.loops)).await;
         if drained.is_err() {
-            tracing::warn!(?grace, "shutdown grace elapsed with connections still open; closing them");
+            tracing::warn!(
+                ?grace,
+                "shutdown grace elapsed with connections still open; closing them"
+            );
         }
         self.writer.close().await
     }

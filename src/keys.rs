@@ -18,13 +18,19 @@ pub struct HmacKey {
 
 impl fmt::Debug for HmacKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HmacKey").field("id", &self.id).field("key", &"<redacted>").finish()
+        f.debug_struct("HmacKey")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
 impl HmacKey {
     pub fn new(id: impl Into<String>, secret: &[u8]) -> Self {
-        Self { id: id.into(), key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
+        Self {
+            id: id.into(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -80,10 +86,13 @@ pub fn load(source: &KeySource, missing: Missing) -> Result<Vec<u8>, KeyError> {
     match source {
         KeySource::Env(name) => {
             let text = std::env::var(name).map_err(|_| KeyError::EnvMissing(name.clone()))?;
-            parse_hex(&text).ok_or_else(|| KeyError::Malformed(format!("environment variable {name}")))
+            parse_hex(&text)
+                .ok_or_else(|| KeyError::Malformed(format!("environment variable {name}")))
         }
         KeySource::File(path) => match std::fs::read_to_string(path) {
-            Ok(text) => parse_hex(&text).ok_or_else(|| KeyError::Malformed(path.display().to_string())),
+            Ok(text) => {
+                parse_hex(&text).ok_or_else(|| KeyError::Malformed(path.display().to_string()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing != Missing::Fail => {
                 let secret = random_secret();
                 if missing == Missing::GenerateAndWrite {
@@ -109,7 +118,12 @@ fn write_new(path: &Path, secret: &[u8]) -> Result<(), KeyError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
     let mut text: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     text.push('\n');
     f.write_all(text.as_bytes()).map_err(err)?;
@@ -122,7 +136,10 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    t.as_bytes().chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    t.as_bytes()
+        .chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 #[cfg(test)]
@@ -145,7 +162,9 @@ mod tests {
         let path = dir.path().join("k.key");
         let secret_hex = "ab".repeat(31); // too short on purpose
         std::fs::write(&path, &secret_hex).unwrap();
-        let err = load(&KeySource::File(path), Missing::Fail).unwrap_err().to_string();
+        let err = load(&KeySource::File(path), Missing::Fail)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains(&secret_hex), "{err}");
         let k = HmacKey::new("k9", &[7u8; 32]);
         let dbg = format!("{k:?}");
@@ -162,7 +181,11 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(load(&src, Missing::Fail).unwrap(), first);
-        assert!(load(&KeySource::File(dir.path().join("nope")), Missing::GenerateInMemory).is_ok());
+        assert!(load(
+            &KeySource::File(dir.path().join("nope")),
+            Missing::GenerateInMemory
+        )
+        .is_ok());
         assert!(!dir.path().join("nope").exists());
     }
 }

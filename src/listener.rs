@@ -41,7 +41,13 @@ pub async fn signalled(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Accepts until shutdown, then returns once every connection of this listener has ended.
-pub async fn accept_loop(tcp: TcpListener, kind: Kind, ctx: Arc<Ctx>, max_connections: usize, mut stop: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    tcp: TcpListener,
+    kind: Kind,
+    ctx: Arc<Ctx>,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let label = kind.label();
     let permits = Arc::new(Semaphore::new(max_connections));
     loop {
@@ -62,7 +68,10 @@ pub async fn accept_loop(tcp: TcpListener, kind: Kind, ctx: Arc<Ctx>, max_connec
             _ = signalled(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        ctx.metrics.connections_total.with_label_values(&[label]).inc();
+        ctx.metrics
+            .connections_total
+            .with_label_values(&[label])
+            .inc();
         tokio::spawn(connection(stream, kind, ctx.clone(), permit, stop.clone()));
     }
     drop(tcp);
@@ -70,8 +79,17 @@ pub async fn accept_loop(tcp: TcpListener, kind: Kind, ctx: Arc<Ctx>, max_connec
     let _ = permits.acquire_many(max_connections as u32).await;
 }
 
-async fn connection(stream: TcpStream, kind: Kind, ctx: Arc<Ctx>, _permit: OwnedSemaphorePermit, stop: watch::Receiver<bool>) {
-    let open = ctx.metrics.connections_open.with_label_values(&[kind.label()]);
+async fn connection(
+    stream: TcpStream,
+    kind: Kind,
+    ctx: Arc<Ctx>,
+    _permit: OwnedSemaphorePermit,
+    stop: watch::Receiver<bool>,
+) {
+    let open = ctx
+        .metrics
+        .connections_open
+        .with_label_values(&[kind.label()]);
     open.inc();
     let snap = ctx.config.load_full();
     let io = IdleTimeout::new(stream, snap.timeouts.idle);
@@ -84,7 +102,13 @@ async fn connection(stream: TcpStream, kind: Kind, ctx: Arc<Ctx>, _permit: Owned
         }
         Kind::Admin => {
             let c = ctx.clone();
-            serve_plain(io, &ctx, service_fn(move |req| http::admin::handle(req, c.clone())), stop).await
+            serve_plain(
+                io,
+                &ctx,
+                service_fn(move |req| http::admin::handle(req, c.clone())),
+                stop,
+            )
+            .await
         }
     }
     open.dec();
@@ -129,8 +153,12 @@ async fn serve_tls(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, mut stop: watch::
     }
 }
 
-async fn serve_plain<S>(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, svc: S, mut stop: watch::Receiver<bool>)
-where
+async fn serve_plain<S>(
+    io: IdleTimeout<TcpStream>,
+    ctx: &Arc<Ctx>,
+    svc: S,
+    mut stop: watch::Receiver<bool>,
+) where
     S: hyper::service::Service<
         hyper::Request<hyper::body::Incoming>,
         Response = http::Resp,

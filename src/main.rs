@@ -12,7 +12,11 @@ use tollgate::clock::SystemClock;
 use tollgate::config::{self, LoadMode};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "Edge ingestion gateway for browser beacon traffic")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Edge ingestion gateway for browser beacon traffic"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(&config),
-        Command::Spool { command: SpoolCommand::Dump { dir } } => dump(&dir),
+        Command::Spool {
+            command: SpoolCommand::Dump { dir },
+        } => dump(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,7 +90,8 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
-    let records = tollgate::spool::read_all(dir).with_context(|| format!("reading spool {}", dir.display()))?;
+    let records = tollgate::spool::read_all(dir)
+        .with_context(|| format!("reading spool {}", dir.display()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for r in records {
         out.write_all(&r)?;
@@ -95,11 +102,14 @@ fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
-    let snapshot = config::load(&path, LoadMode::Run).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let snapshot =
+        config::load(&path, LoadMode::Run).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     if let Some(ca) = &snapshot.dev_ca {
         tracing::info!(ca = %ca.display(), "development CA in use");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let (app, recovery) = App::new(snapshot, Arc::new(SystemClock))?;
         tracing::info!(?recovery, "spool recovered");

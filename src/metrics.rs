@@ -34,11 +34,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
         let rejections = counter_vec(
             "tollgate_rejections_total",
             "Requests refused, by reason.",
@@ -48,13 +49,21 @@ impl Metrics {
             rejections.with_label_values(&[reason]);
         }
         let connections_open = IntGaugeVec::new(
-            Opts::new("tollgate_connections_open", "Connections currently open, by listener."),
+            Opts::new(
+                "tollgate_connections_open",
+                "Connections currently open, by listener.",
+            ),
             &["listener"],
         )?;
         registry.register(Box::new(connections_open.clone()))?;
         let request_seconds = HistogramVec::new(
-            HistogramOpts::new("tollgate_request_seconds", "Time from request head to response, by route.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+            HistogramOpts::new(
+                "tollgate_request_seconds",
+                "Time from request head to response, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
             &["route"],
         )?;
         registry.register(Box::new(request_seconds.clone()))?;

@@ -39,7 +39,10 @@ pub enum Reject {
     #[error("required field is missing")]
     MissingField { field: String },
     #[error("field has the wrong type, expected {expected}")]
-    WrongType { field: String, expected: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+    },
     #[error("field value is not allowed: {detail}")]
     InvalidValue { field: String, detail: &'static str },
     #[error("site is not a configured tenant")]
@@ -112,7 +115,9 @@ impl Reject {
             Reject::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reject::BodyTooLarge | Reject::TooManyEvents => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Reject::UnknownSite { .. } | Reject::OriginNotAllowed | Reject::PlainHttp => StatusCode::FORBIDDEN,
+            Reject::UnknownSite { .. } | Reject::OriginNotAllowed | Reject::PlainHttp => {
+                StatusCode::FORBIDDEN
+            }
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::InvalidUtf8
             | Reject::BodyIncomplete
@@ -186,8 +191,14 @@ impl Reject {
         let mut res = Response::new(Full::new(self.body()));
         *res.status_mut() = self.status();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
         if let Some(s) = self.retry_after() {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from(s));
         }
@@ -195,7 +206,10 @@ impl Reject {
             h.insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
         if self == Reject::PlainHttp {
-            h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         res
     }
@@ -229,8 +243,14 @@ mod tests {
             Reject::TooManyEvents,
             Reject::EmptyBatch,
             Reject::MissingField { field: field() },
-            Reject::WrongType { field: field(), expected: "string" },
-            Reject::InvalidValue { field: field(), detail: "x" },
+            Reject::WrongType {
+                field: field(),
+                expected: "string",
+            },
+            Reject::InvalidValue {
+                field: field(),
+                detail: "x",
+            },
             Reject::UnknownSite { field: field() },
             Reject::OriginNotAllowed,
             Reject::SpoolFull,
@@ -244,7 +264,10 @@ mod tests {
 
     #[test]
     fn batch_index_prefixes_field() {
-        let r = Reject::MissingField { field: "event_id".into() }.in_event(Some(2));
+        let r = Reject::MissingField {
+            field: "event_id".into(),
+        }
+        .in_event(Some(2));
         assert_eq!(r.field(), Some("events[2].event_id"));
         let body: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
         assert_eq!(body["error"], "missing_field");

@@ -81,11 +81,14 @@ pub fn load(
     }
     let cert_pem = std::fs::read(cert).map_err(|e| TlsError::Read(cert.into(), e))?;
     let key_pem = std::fs::read(key).map_err(|e| TlsError::Read(key.into(), e))?;
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem).filter_map(Result::ok).collect();
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
     if chain.is_empty() {
         return Err(TlsError::NoCert(cert.into()));
     }
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey(key.into()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey(key.into()))?;
     let dev_ca = (dev_self_signed && ca_path.exists()).then_some(ca_path);
     Ok((Arc::new(server_config(chain, key_der, versions)?), dev_ca))
 }
@@ -99,32 +102,49 @@ pub struct DevPki {
 
 impl DevPki {
     pub fn generate() -> Result<Self, rcgen::Error> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "Tollgate development CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Tollgate development CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate()?;
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         let mut leaf_params = CertificateParams::new(names)?;
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
-        Ok(Self { ca_pem: ca_cert.pem(), leaf_pem: leaf.pem(), leaf_key_pem: leaf_key.serialize_pem() })
+        Ok(Self {
+            ca_pem: ca_cert.pem(),
+            leaf_pem: leaf.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        })
     }
 
     pub fn leaf_chain(&self) -> Vec<CertificateDer<'static>> {
-        CertificateDer::pem_slice_iter(self.leaf_pem.as_bytes()).filter_map(Result::ok).collect()
+        CertificateDer::pem_slice_iter(self.leaf_pem.as_bytes())
+            .filter_map(Result::ok)
+            .collect()
     }
 
     pub fn leaf_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::from_pem_slice(self.leaf_key_pem.as_bytes()).expect("rcgen writes a valid PKCS#8 key")
+        PrivateKeyDer::from_pem_slice(self.leaf_key_pem.as_bytes())
+            .expect("rcgen writes a valid PKCS#8 key")
     }
 
     /// Writes the CA certificate, the leaf certificate and the leaf key (mode 0600).
@@ -145,7 +165,8 @@ impl DevPki {
             .mode(0o600)
             .open(key)
             .map_err(|e| TlsError::Write(key.into(), e))?;
-        f.write_all(self.leaf_key_pem.as_bytes()).map_err(|e| TlsError::Write(key.into(), e))
+        f.write_all(self.leaf_key_pem.as_bytes())
+            .map_err(|e| TlsError::Write(key.into(), e))
     }
 }
 
@@ -156,7 +177,10 @@ mod tests {
     #[test]
     fn dev_pki_loads_and_check_mode_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("tls/leaf.pem"), dir.path().join("tls/leaf.key"));
+        let (cert, key) = (
+            dir.path().join("tls/leaf.pem"),
+            dir.path().join("tls/leaf.key"),
+        );
         let (_, ca) = load(&cert, &key, true, Versions::Intermediate, LoadMode::Check).unwrap();
         assert!(!cert.exists() && !key.exists() && !ca.unwrap().exists());
         let (_, ca) = load(&cert, &key, true, Versions::Intermediate, LoadMode::Run).unwrap();
@@ -168,8 +192,14 @@ mod tests {
     #[test]
     fn missing_files_without_dev_mode_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(&dir.path().join("c.pem"), &dir.path().join("k.pem"), false, Versions::Intermediate, LoadMode::Run)
-            .unwrap_err();
+        let err = load(
+            &dir.path().join("c.pem"),
+            &dir.path().join("k.pem"),
+            false,
+            Versions::Intermediate,
+            LoadMode::Run,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("c.pem"), "{err}");
     }
 }

@@ -19,7 +19,13 @@ struct Case {
     field: Option<&'static str>,
 }
 
-fn case(name: &'static str, body: impl Into<Bytes>, status: u16, reason: &'static str, field: Option<&'static str>) -> Case {
+fn case(
+    name: &'static str,
+    body: impl Into<Bytes>,
+    status: u16,
+    reason: &'static str,
+    field: Option<&'static str>,
+) -> Case {
     Case {
         name,
         method: "POST",
@@ -57,24 +63,138 @@ fn cases() -> Vec<Case> {
     vec![
         case("invalid json", "{\"site\": ", 400, "invalid_json", None),
         case("invalid utf-8", bad_utf8, 400, "invalid_utf8", None),
-        case("wrong type site", with("site", json!(5)), 400, "wrong_type", Some("site")),
-        case("wrong type nested", with("customer", json!({"age": "old"})), 400, "wrong_type", Some("customer.age")),
-        case("wrong type item", with("cart", json!({"items": [{"price": "cheap"}]})), 400, "wrong_type", Some("cart.items[0].price")),
-        case("missing event_id", no_id.to_string(), 400, "missing_field", Some("event_id")),
-        case("one bad event in a batch", json!([event("ok-1"), {"site": "demo", "type": "page_view"}]).to_string(), 400, "missing_field", Some("events[1].event_id")),
-        case("unknown type", with("type", json!("teleport")), 400, "invalid_value", Some("type")),
-        case("oversized body", vec![b' '; 70 * 1024], 413, "body_too_large", None),
-        case("too many events", json!(too_many).to_string(), 413, "too_many_events", None),
-        case("too deep", deep(20), 400, "too_deep", Some("extra.n.n.n.n.n.n.n.n.n.n.n.n.n.n.n")),
-        case("string too long", with("page_url", json!("a".repeat(3000))), 400, "string_too_long", Some("page_url")),
+        case(
+            "wrong type site",
+            with("site", json!(5)),
+            400,
+            "wrong_type",
+            Some("site"),
+        ),
+        case(
+            "wrong type nested",
+            with("customer", json!({"age": "old"})),
+            400,
+            "wrong_type",
+            Some("customer.age"),
+        ),
+        case(
+            "wrong type item",
+            with("cart", json!({"items": [{"price": "cheap"}]})),
+            400,
+            "wrong_type",
+            Some("cart.items[0].price"),
+        ),
+        case(
+            "missing event_id",
+            no_id.to_string(),
+            400,
+            "missing_field",
+            Some("event_id"),
+        ),
+        case(
+            "one bad event in a batch",
+            json!([event("ok-1"), {"site": "demo", "type": "page_view"}]).to_string(),
+            400,
+            "missing_field",
+            Some("events[1].event_id"),
+        ),
+        case(
+            "unknown type",
+            with("type", json!("teleport")),
+            400,
+            "invalid_value",
+            Some("type"),
+        ),
+        case(
+            "oversized body",
+            vec![b' '; 70 * 1024],
+            413,
+            "body_too_large",
+            None,
+        ),
+        case(
+            "too many events",
+            json!(too_many).to_string(),
+            413,
+            "too_many_events",
+            None,
+        ),
+        case(
+            "too deep",
+            deep(20),
+            400,
+            "too_deep",
+            Some("extra.n.n.n.n.n.n.n.n.n.n.n.n.n.n.n"),
+        ),
+        case(
+            "string too long",
+            with("page_url", json!("a".repeat(3000))),
+            400,
+            "string_too_long",
+            Some("page_url"),
+        ),
         case("empty batch", "[]", 400, "empty_batch", None),
-        case("unknown site", with("site", json!("nobody")), 403, "unknown_site", Some("site")),
-        Case { origin: Some("https://evil.example"), ..case("foreign origin", json!(event("o")).to_string(), 403, "origin_not_allowed", None) },
-        Case { content_type: Some("application/x-www-form-urlencoded"), ..case("form content type", json!(event("f")).to_string(), 415, "unsupported_media_type", None) },
-        Case { content_type: None, ..case("no content type", json!(event("f")).to_string(), 415, "unsupported_media_type", None) },
-        Case { method: "GET", ..case("wrong method", "", 405, "method_not_allowed", None) },
-        Case { method: "PUT", ..case("put", json!(event("p")).to_string(), 405, "method_not_allowed", None) },
-        Case { path: "/v1/nope", ..case("wrong path", json!(event("n")).to_string(), 404, "not_found", None) },
+        case(
+            "unknown site",
+            with("site", json!("nobody")),
+            403,
+            "unknown_site",
+            Some("site"),
+        ),
+        Case {
+            origin: Some("https://evil.example"),
+            ..case(
+                "foreign origin",
+                json!(event("o")).to_string(),
+                403,
+                "origin_not_allowed",
+                None,
+            )
+        },
+        Case {
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..case(
+                "form content type",
+                json!(event("f")).to_string(),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        Case {
+            content_type: None,
+            ..case(
+                "no content type",
+                json!(event("f")).to_string(),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        Case {
+            method: "GET",
+            ..case("wrong method", "", 405, "method_not_allowed", None)
+        },
+        Case {
+            method: "PUT",
+            ..case(
+                "put",
+                json!(event("p")).to_string(),
+                405,
+                "method_not_allowed",
+                None,
+            )
+        },
+        Case {
+            path: "/v1/nope",
+            ..case(
+                "wrong path",
+                json!(event("n")).to_string(),
+                404,
+                "not_found",
+                None,
+            )
+        },
     ]
 }
 
@@ -95,15 +215,27 @@ async fn table(proto: Proto) {
         assert_eq!(r.status.as_u16(), c.status, "{}: {body}", c.name);
         assert_eq!(body["error"], c.reason, "{}: {body}", c.name);
         assert_eq!(body["field"].as_str(), c.field, "{}: {body}", c.name);
-        assert!(r.headers.contains_key("strict-transport-security"), "{}", c.name);
-        assert_eq!(metrics.rejections.with_label_values(&[c.reason]).get(), before + 1, "{}: metric", c.name);
+        assert!(
+            r.headers.contains_key("strict-transport-security"),
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            metrics.rejections.with_label_values(&[c.reason]).get(),
+            before + 1,
+            "{}: metric",
+            c.name
+        );
         if c.status == 405 {
             assert!(r.headers.contains_key("allow"), "{}", c.name);
         }
         client = Client::connect(running.public_addr, &fx.ca_pem, proto).await;
     }
     running.stop().await.unwrap();
-    assert!(dump(&fx.spool_dir()).is_empty(), "a refused request stored something");
+    assert!(
+        dump(&fx.spool_dir()).is_empty(),
+        "a refused request stored something"
+    );
 }
 
 #[tokio::test]

@@ -32,11 +32,22 @@ async fn acknowledged_events_survive_sigkill() {
     // Restart on the same spool: everything acknowledged is there, and the spool keeps working.
     let mut p = Proc::start(&fx.config_path());
     let mut c = Client::connect(p.public, &fx.ca_pem, Proto::H1).await;
-    assert_eq!(c.post("application/json", json!(event("after-restart")).to_string()).await.status, 204);
+    assert_eq!(
+        c.post(
+            "application/json",
+            json!(event("after-restart")).to_string()
+        )
+        .await
+        .status,
+        204
+    );
     p.signal("TERM");
     assert!(p.wait_exit().success());
     acked.push("after-restart".into());
-    let stored: Vec<String> = dump(&fx.spool_dir()).iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    let stored: Vec<String> = dump(&fx.spool_dir())
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(stored, acked);
 }
 
@@ -46,27 +57,52 @@ async fn torn_last_record_recovers_every_earlier_record() {
     let running = fx.start().await;
     let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
     for i in 0..5 {
-        assert_eq!(c.post("application/json", json!(event(&format!("r{i}"))).to_string()).await.status, 204);
+        assert_eq!(
+            c.post(
+                "application/json",
+                json!(event(&format!("r{i}"))).to_string()
+            )
+            .await
+            .status,
+            204
+        );
     }
     running.stop().await.unwrap();
 
     // Tear the last record: cut the newest segment in the middle of it.
-    let mut segments: Vec<_> = std::fs::read_dir(fx.spool_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(fx.spool_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segments.sort();
     let last = segments.last().unwrap();
     let len = std::fs::metadata(last).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
 
     let snap = tollgate::config::load(&fx.config_path(), tollgate::config::LoadMode::Run).unwrap();
-    let (app, recovery) = tollgate::app::App::new(snap, Arc::new(tollgate::clock::FixedClock::new(0))).unwrap();
+    let (app, recovery) =
+        tollgate::app::App::new(snap, Arc::new(tollgate::clock::FixedClock::new(0))).unwrap();
     assert_eq!(recovery.torn_tails, 1);
     assert_eq!(recovery.records, 4);
     assert_eq!(app.ctx().metrics.spool.torn_tails.get(), 1);
     let running = app.start().await.unwrap();
     let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H2).await;
-    assert_eq!(c.post("application/json", json!(event("r-new")).to_string()).await.status, 204);
+    assert_eq!(
+        c.post("application/json", json!(event("r-new")).to_string())
+            .await
+            .status,
+        204
+    );
     running.stop().await.unwrap();
-    let ids: Vec<String> = dump(&fx.spool_dir()).iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = dump(&fx.spool_dir())
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["r0", "r1", "r2", "r3", "r-new"]);
 }
 
@@ -90,12 +126,18 @@ async fn sigterm_finishes_the_request_in_flight() {
     // `100 Continue` is sent when the handler starts reading the body: the request is now in flight.
     let mut buf = vec![0u8; 256];
     let n = tls.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     tls.write_all(first.as_bytes()).await.unwrap();
     tls.flush().await.unwrap();
 
     p.signal("TERM");
-    assert!(tokio::task::block_in_place(|| p.wait_for_log("shutdown requested")));
+    assert!(tokio::task::block_in_place(
+        || p.wait_for_log("shutdown requested")
+    ));
     // The request in flight completes after the signal.
     tls.write_all(rest.as_bytes()).await.unwrap();
     let mut response = Vec::new();
@@ -104,7 +146,10 @@ async fn sigterm_finishes_the_request_in_flight() {
     assert!(response.starts_with("HTTP/1.1 204"), "{response}");
     let status = tokio::task::block_in_place(|| p.wait_exit());
     assert!(status.success(), "exit status {status:?}");
-    let ids: Vec<String> = dump(&fx.spool_dir()).iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = dump(&fx.spool_dir())
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["in-flight"]);
 }
 
@@ -114,31 +159,56 @@ fn check_reports_every_mistake_with_its_path() {
     let path = fx.config_path();
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("allowed_origins = [\"https://shop.example\"]", "allowed_origins = [\"shop.example\"]")
+        .replace(
+            "allowed_origins = [\"https://shop.example\"]",
+            "allowed_origins = [\"shop.example\"]",
+        )
         .replace("active_key = \"k1\"", "active_key = \"k9\"")
         + "[limits]\nmax_body_bytes = 0\n";
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["check", "-c"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    for path in ["tenants[0].allowed_origins[0]:", "tenants[0].active_key:", "limits.max_body_bytes:"] {
+    for path in [
+        "tenants[0].allowed_origins[0]:",
+        "tenants[0].active_key:",
+        "limits.max_body_bytes:",
+    ] {
         assert!(stdout.contains(path), "{path} missing from:\n{stdout}");
     }
     assert!(stdout.contains("3 error(s)"), "{stdout}");
 
     // The committed default passes, and check writes nothing.
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["check", "-c"]).arg(&default).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(&default)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn unknown_keys_are_errors() {
     let fx = Fixture::new("");
     let path = fx.config_path();
-    let text = std::fs::read_to_string(&path).unwrap().replace("[tls]", "[tls]\ndev_self_sigend = true");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[tls]", "[tls]\ndev_self_sigend = true");
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["check", "-c"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("dev_self_sigend"), "{stdout}");

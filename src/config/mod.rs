@@ -113,15 +113,31 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads, parses and validates a config file. Relative paths resolve against the file's directory.
 pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
-    let one = |path: &str, message: String| ConfigErrors(vec![ConfigError { path: path.into(), message }]);
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| one(&path.display().to_string(), format!("cannot read config: {e}")))?;
+    let one = |path: &str, message: String| {
+        ConfigErrors(vec![ConfigError {
+            path: path.into(),
+            message,
+        }])
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        one(
+            &path.display().to_string(),
+            format!("cannot read config: {e}"),
+        )
+    })?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
-        let at = e.span().map(|s| line_of(&text, s.start)).unwrap_or_default();
+        let at = e
+            .span()
+            .map(|s| line_of(&text, s.start))
+            .unwrap_or_default();
         one(&format!("{}{at}", path.display()), e.message().to_string())
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
     validate(file, &base, mode)
 }
 

@@ -17,7 +17,9 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
         if e.to_string().starts_with("recursion limit exceeded") {
             Reject::TooDeep { field: "$".into() }
         } else {
-            Reject::InvalidJson { detail: e.to_string() }
+            Reject::InvalidJson {
+                detail: e.to_string(),
+            }
         }
     })?;
     check_bounds(&root, 1, limits).map_err(|v| v.into_reject())?;
@@ -25,15 +27,31 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
         Value::Array(items) => items,
         Value::Object(mut map) if map.contains_key("events") => {
             let Some(Value::Array(items)) = map.remove("events") else {
-                return Err(Reject::WrongType { field: "events".into(), expected: "array" });
+                return Err(Reject::WrongType {
+                    field: "events".into(),
+                    expected: "array",
+                });
             };
             if !map.is_empty() {
-                return Err(Reject::InvalidValue { field: "$".into(), detail: "a wrapper may only hold `events`" });
+                return Err(Reject::InvalidValue {
+                    field: "$".into(),
+                    detail: "a wrapper may only hold `events`",
+                });
             }
             items
         }
-        Value::Object(map) => return Ok(vec![RawEvent { index: None, object: map }]),
-        _ => return Err(Reject::WrongType { field: "$".into(), expected: "event object or array of events" }),
+        Value::Object(map) => {
+            return Ok(vec![RawEvent {
+                index: None,
+                object: map,
+            }])
+        }
+        _ => {
+            return Err(Reject::WrongType {
+                field: "$".into(),
+                expected: "event object or array of events",
+            })
+        }
     };
     if items.is_empty() {
         return Err(Reject::EmptyBatch);
@@ -45,8 +63,14 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Object(object) => Ok(RawEvent { index: Some(i), object }),
-            _ => Err(Reject::WrongType { field: format!("events[{i}]"), expected: "object" }),
+            Value::Object(object) => Ok(RawEvent {
+                index: Some(i),
+                object,
+            }),
+            _ => Err(Reject::WrongType {
+                field: format!("events[{i}]"),
+                expected: "object",
+            }),
         })
         .collect()
 }
@@ -59,7 +83,10 @@ struct Violation {
 
 impl Violation {
     fn new(kind: fn(String) -> Reject) -> Self {
-        Self { kind, path: Vec::new() }
+        Self {
+            kind,
+            path: Vec::new(),
+        }
     }
 
     fn at(mut self, segment: String) -> Self {
@@ -86,7 +113,9 @@ impl Violation {
 fn check_bounds(v: &Value, depth: usize, limits: &Limits) -> Result<(), Violation> {
     let too_long = |s: &str| s.len() > limits.max_string_bytes;
     match v {
-        Value::String(s) if too_long(s) => Err(Violation::new(|field| Reject::StringTooLong { field })),
+        Value::String(s) if too_long(s) => {
+            Err(Violation::new(|field| Reject::StringTooLong { field }))
+        }
         Value::Array(items) => {
             check_depth(depth, limits)?;
             for (i, item) in items.iter().enumerate() {
@@ -151,7 +180,10 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].index, None);
         let arr = decode(br#"[{"site":"a"},{"site":"b"}]"#, &limits()).unwrap();
-        assert_eq!(arr.iter().map(|e| e.index).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
+        assert_eq!(
+            arr.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![Some(0), Some(1)]
+        );
         let wrapped = decode(br#"{"events":[{"site":"a"}]}"#, &limits()).unwrap();
         assert_eq!(wrapped[0].index, Some(0));
     }
@@ -159,15 +191,51 @@ mod tests {
     #[test]
     fn bounds_name_the_path() {
         let cases: &[(&str, Reject)] = &[
-            (r#"{"a":{"b":{"c":{"d":{}}}}}"#, Reject::TooDeep { field: "a.b.c.d".into() }),
-            (r#"[{"a":"01234567890123456"}]"#, Reject::StringTooLong { field: "events[0].a".into() }),
-            (r#"{"events":[{},{"a":[1,"01234567890123456"]}]}"#, Reject::StringTooLong { field: "events[1].a[1]".into() }),
-            (r#"{"a":1,"b":2,"c":3,"d":4,"e":5}"#, Reject::TooManyKeys { field: "$".into() }),
+            (
+                r#"{"a":{"b":{"c":{"d":{}}}}}"#,
+                Reject::TooDeep {
+                    field: "a.b.c.d".into(),
+                },
+            ),
+            (
+                r#"[{"a":"01234567890123456"}]"#,
+                Reject::StringTooLong {
+                    field: "events[0].a".into(),
+                },
+            ),
+            (
+                r#"{"events":[{},{"a":[1,"01234567890123456"]}]}"#,
+                Reject::StringTooLong {
+                    field: "events[1].a[1]".into(),
+                },
+            ),
+            (
+                r#"{"a":1,"b":2,"c":3,"d":4,"e":5}"#,
+                Reject::TooManyKeys { field: "$".into() },
+            ),
             (r#"[{},{},{},{}]"#, Reject::TooManyEvents),
             (r#"[]"#, Reject::EmptyBatch),
-            (r#"[{},3]"#, Reject::WrongType { field: "events[1]".into(), expected: "object" }),
-            (r#""x""#, Reject::WrongType { field: "$".into(), expected: "event object or array of events" }),
-            (r#"{"events":{}}"#, Reject::WrongType { field: "events".into(), expected: "array" }),
+            (
+                r#"[{},3]"#,
+                Reject::WrongType {
+                    field: "events[1]".into(),
+                    expected: "object",
+                },
+            ),
+            (
+                r#""x""#,
+                Reject::WrongType {
+                    field: "$".into(),
+                    expected: "event object or array of events",
+                },
+            ),
+            (
+                r#"{"events":{}}"#,
+                Reject::WrongType {
+                    field: "events".into(),
+                    expected: "array",
+                },
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(&err(body), want, "{body}");
@@ -176,7 +244,10 @@ mod tests {
 
     #[test]
     fn malformed_bodies() {
-        assert_eq!(decode(b"{\"a\":\"\xff\"}", &limits()).unwrap_err(), Reject::InvalidUtf8);
+        assert_eq!(
+            decode(b"{\"a\":\"\xff\"}", &limits()).unwrap_err(),
+            Reject::InvalidUtf8
+        );
         assert!(matches!(err("{"), Reject::InvalidJson { .. }));
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert_eq!(err(&deep), Reject::TooDeep { field: "$".into() });

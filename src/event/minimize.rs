@@ -70,9 +70,17 @@ pub fn age_band(age: u32) -> &'static str {
 
 fn shipping(s: Shipping) -> MinShipping {
     let postal_prefix = s.postal_code.map(|p| {
-        p.chars().filter(|c| !c.is_whitespace()).take(POSTAL_PREFIX).collect::<String>().to_uppercase()
+        p.chars()
+            .filter(|c| !c.is_whitespace())
+            .take(POSTAL_PREFIX)
+            .collect::<String>()
+            .to_uppercase()
     });
-    MinShipping { postal_prefix, region: s.region, country: s.country }
+    MinShipping {
+        postal_prefix,
+        region: s.region,
+        country: s.country,
+    }
 }
 
 /// Keeps scheme, host and path; drops the fragment and every query pair whose key does not start with `utm_`.
@@ -82,7 +90,10 @@ pub fn scrub_url(url: &str) -> String {
         Some((b, q)) => (b, q),
         None => return without_fragment.to_string(),
     };
-    let kept: Vec<&str> = query.split('&').filter(|pair| pair.starts_with("utm_")).collect();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.starts_with("utm_"))
+        .collect();
     if kept.is_empty() {
         base.to_string()
     } else {
@@ -115,12 +126,24 @@ mod tests {
     fn sample_loses_its_personal_data() {
         let key = HmacKey::new("k1", &[1u8; 32]);
         let out = String::from_utf8(minimize(sample(), &key, 7).to_record()).unwrap();
-        for gone in ["Ann", "Example.com", "example.com", "Lee", "Main St", "1012", "a@b.c", "#checkout"] {
+        for gone in [
+            "Ann",
+            "Example.com",
+            "example.com",
+            "Lee",
+            "Main St",
+            "1012",
+            "a@b.c",
+            "#checkout",
+        ] {
             assert!(!out.contains(gone), "{gone} leaked: {out}");
         }
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["customer"]["email_hash"], key.tag(b"ann@example.com"));
-        assert!(v["customer"]["email_hash"].as_str().unwrap().starts_with("k1:"));
+        assert!(v["customer"]["email_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("k1:"));
         assert_eq!(v["customer"]["age_band"], "25-34");
         assert_eq!(v["shipping"]["postal_prefix"], "10");
         assert_eq!(v["page_url"], "https://shop.example/cart?utm_source=mail");
@@ -142,7 +165,10 @@ mod tests {
         let cases = [
             ("https://s.example/p", "https://s.example/p"),
             ("https://s.example/p?email=a@b.c", "https://s.example/p"),
-            ("https://s.example/p?utm_source=x&token=1&utm_medium=y#frag", "https://s.example/p?utm_source=x&utm_medium=y"),
+            (
+                "https://s.example/p?utm_source=x&token=1&utm_medium=y#frag",
+                "https://s.example/p?utm_source=x&utm_medium=y",
+            ),
             ("https://s.example/p#a?utm_source=x", "https://s.example/p"),
         ];
         for (input, want) in cases {
@@ -152,7 +178,15 @@ mod tests {
 
     #[test]
     fn age_bands_cover_every_age() {
-        let cases = [(0, "under-18"), (17, "under-18"), (18, "18-24"), (34, "25-34"), (64, "55-64"), (65, "65+"), (150, "65+")];
+        let cases = [
+            (0, "under-18"),
+            (17, "under-18"),
+            (18, "18-24"),
+            (34, "25-34"),
+            (64, "55-64"),
+            (65, "65+"),
+            (150, "65+"),
+        ];
         for (age, band) in cases {
             assert_eq!(age_band(age), band);
         }

@@ -39,7 +39,10 @@ impl Obj {
         match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(Reject::WrongType { field: self.field(key), expected: "string" }),
+            Some(_) => Err(Reject::WrongType {
+                field: self.field(key),
+                expected: "string",
+            }),
         }
     }
 
@@ -48,9 +51,15 @@ impl Obj {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(f) if f.is_finite() => Ok(Some(f)),
-                _ => Err(Reject::InvalidValue { field: self.field(key), detail: "number out of range" }),
+                _ => Err(Reject::InvalidValue {
+                    field: self.field(key),
+                    detail: "number out of range",
+                }),
             },
-            Some(_) => Err(Reject::WrongType { field: self.field(key), expected: "number" }),
+            Some(_) => Err(Reject::WrongType {
+                field: self.field(key),
+                expected: "number",
+            }),
         }
     }
 
@@ -59,9 +68,15 @@ impl Obj {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(v) if v <= max => Ok(Some(v)),
-                _ => Err(Reject::InvalidValue { field: self.field(key), detail: "not a non-negative integer in range" }),
+                _ => Err(Reject::InvalidValue {
+                    field: self.field(key),
+                    detail: "not a non-negative integer in range",
+                }),
             },
-            Some(_) => Err(Reject::WrongType { field: self.field(key), expected: "integer" }),
+            Some(_) => Err(Reject::WrongType {
+                field: self.field(key),
+                expected: "integer",
+            }),
         }
     }
 
@@ -69,27 +84,41 @@ impl Obj {
         match self.take(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(_) => Err(Reject::WrongType { field: self.field(key), expected: "boolean" }),
+            Some(_) => Err(Reject::WrongType {
+                field: self.field(key),
+                expected: "boolean",
+            }),
         }
     }
 
     fn object(&mut self, key: &str) -> Result<Option<Obj>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Obj { map, path: self.field(key) })),
-            Some(_) => Err(Reject::WrongType { field: self.field(key), expected: "object" }),
+            Some(Value::Object(map)) => Ok(Some(Obj {
+                map,
+                path: self.field(key),
+            })),
+            Some(_) => Err(Reject::WrongType {
+                field: self.field(key),
+                expected: "object",
+            }),
         }
     }
 
     fn required_string(&mut self, key: &str) -> Result<String, Reject> {
-        self.string(key)?.ok_or_else(|| Reject::MissingField { field: self.field(key) })
+        self.string(key)?.ok_or_else(|| Reject::MissingField {
+            field: self.field(key),
+        })
     }
 
     fn currency(&mut self, key: &str) -> Result<Option<String>, Reject> {
         let c = self.string(key)?;
         if let Some(c) = &c {
             if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(Reject::InvalidValue { field: self.field(key), detail: "ISO 4217 code, e.g. EUR" });
+                return Err(Reject::InvalidValue {
+                    field: self.field(key),
+                    detail: "ISO 4217 code, e.g. EUR",
+                });
             }
         }
         Ok(c)
@@ -102,26 +131,55 @@ impl Obj {
 }
 
 fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
-    let mut o = Obj { map, path: String::new() };
+    let mut o = Obj {
+        map,
+        path: String::new(),
+    };
     let site = o.required_string("site")?;
     if site.is_empty() {
-        return Err(Reject::InvalidValue { field: "site".into(), detail: "must not be empty" });
+        return Err(Reject::InvalidValue {
+            field: "site".into(),
+            detail: "must not be empty",
+        });
     }
     let kind_text = o.required_string("type")?;
-    let kind = EventType::parse(&kind_text)
-        .ok_or(Reject::InvalidValue { field: "type".into(), detail: "unknown event type" })?;
+    let kind = EventType::parse(&kind_text).ok_or(Reject::InvalidValue {
+        field: "type".into(),
+        detail: "unknown event type",
+    })?;
     let event_id = o.required_string("event_id")?;
-    if event_id.is_empty() || event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {
-        return Err(Reject::InvalidValue { field: "event_id".into(), detail: "1-128 printable characters" });
+    if event_id.is_empty()
+        || event_id.len() > MAX_EVENT_ID
+        || event_id.chars().any(char::is_control)
+    {
+        return Err(Reject::InvalidValue {
+            field: "event_id".into(),
+            detail: "1-128 printable characters",
+        });
     }
     let ts = o.uint("ts", i64::MAX as u64)?.map(|v| v as i64);
     let page_url = o.string("page_url")?;
     let mut unknown = 0;
-    let customer = o.object("customer")?.map(|c| customer(c, &mut unknown)).transpose()?;
-    let cart = o.object("cart")?.map(|c| cart(c, &mut unknown)).transpose()?;
-    let transaction = o.object("transaction")?.map(|t| transaction(t, &mut unknown)).transpose()?;
-    let plan = o.object("plan")?.map(|p| plan(p, &mut unknown)).transpose()?;
-    let shipping = o.object("shipping")?.map(|s| shipping(s, &mut unknown)).transpose()?;
+    let customer = o
+        .object("customer")?
+        .map(|c| customer(c, &mut unknown))
+        .transpose()?;
+    let cart = o
+        .object("cart")?
+        .map(|c| cart(c, &mut unknown))
+        .transpose()?;
+    let transaction = o
+        .object("transaction")?
+        .map(|t| transaction(t, &mut unknown))
+        .transpose()?;
+    let plan = o
+        .object("plan")?
+        .map(|p| plan(p, &mut unknown))
+        .transpose()?;
+    let shipping = o
+        .object("shipping")?
+        .map(|s| shipping(s, &mut unknown))
+        .transpose()?;
     let converted = o.boolean("converted")?;
     Ok(ValidEvent {
         site,
@@ -157,15 +215,36 @@ fn cart(mut o: Obj, unknown: &mut u32) -> Result<Cart, Reject> {
         Some(Value::Array(list)) => {
             let path = o.field("items");
             let parse_item = |(i, v): (usize, Value)| match v {
-                Value::Object(map) => item(Obj { map, path: format!("{path}[{i}]") }, unknown),
-                _ => Err(Reject::WrongType { field: format!("{path}[{i}]"), expected: "object" }),
+                Value::Object(map) => item(
+                    Obj {
+                        map,
+                        path: format!("{path}[{i}]"),
+                    },
+                    unknown,
+                ),
+                _ => Err(Reject::WrongType {
+                    field: format!("{path}[{i}]"),
+                    expected: "object",
+                }),
             };
-            list.into_iter().enumerate().map(parse_item).collect::<Result<_, _>>()?
+            list.into_iter()
+                .enumerate()
+                .map(parse_item)
+                .collect::<Result<_, _>>()?
         }
-        Some(_) => return Err(Reject::WrongType { field: o.field("items"), expected: "array" }),
+        Some(_) => {
+            return Err(Reject::WrongType {
+                field: o.field("items"),
+                expected: "array",
+            })
+        }
     };
     *unknown += o.leftover();
-    Ok(Cart { value, currency, items })
+    Ok(Cart {
+        value,
+        currency,
+        items,
+    })
 }
 
 fn item(mut o: Obj, unknown: &mut u32) -> Result<Item, Reject> {
@@ -180,13 +259,20 @@ fn item(mut o: Obj, unknown: &mut u32) -> Result<Item, Reject> {
 }
 
 fn transaction(mut o: Obj, unknown: &mut u32) -> Result<Transaction, Reject> {
-    let t = Transaction { id: o.string("id")?, total: o.number("total")?, currency: o.currency("currency")? };
+    let t = Transaction {
+        id: o.string("id")?,
+        total: o.number("total")?,
+        currency: o.currency("currency")?,
+    };
     *unknown += o.leftover();
     Ok(t)
 }
 
 fn plan(mut o: Obj, unknown: &mut u32) -> Result<Plan, Reject> {
-    let p = Plan { id: o.string("id")?, name: o.string("name")? };
+    let p = Plan {
+        id: o.string("id")?,
+        name: o.string("name")?,
+    };
     *unknown += o.leftover();
     Ok(p)
 }
@@ -209,16 +295,22 @@ mod tests {
     use super::*;
 
     fn raw(v: serde_json::Value, index: Option<usize>) -> RawEvent {
-        let Value::Object(object) = v else { panic!("object") };
+        let Value::Object(object) = v else {
+            panic!("object")
+        };
         RawEvent { index, object }
     }
 
     #[test]
     fn design_sample_is_valid() {
-        let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/sample_event.json")).unwrap();
+        let v: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/sample_event.json")).unwrap();
         let ev = validate(raw(v, None)).unwrap();
         assert_eq!(ev.kind, EventType::CartUpdate);
-        assert_eq!(ev.customer.unwrap().email.as_deref(), Some("Ann@Example.com"));
+        assert_eq!(
+            ev.customer.unwrap().email.as_deref(),
+            Some("Ann@Example.com")
+        );
         assert_eq!(ev.cart.unwrap().items.len(), 1);
         assert_eq!(ev.unknown_fields, 0);
     }
@@ -235,18 +327,75 @@ mod tests {
         let mut no_id = base();
         no_id.as_object_mut().unwrap().remove("event_id");
         let cases = vec![
-            (no_id, Reject::MissingField { field: "event_id".into() }),
-            (with("site", json!(5)), Reject::WrongType { field: "site".into(), expected: "string" }),
-            (with("type", json!("teleport")), Reject::InvalidValue { field: "type".into(), detail: "unknown event type" }),
-            (with("ts", json!(-1)), Reject::InvalidValue { field: "ts".into(), detail: "not a non-negative integer in range" }),
-            (with("customer", json!({"age": "old"})), Reject::WrongType { field: "customer.age".into(), expected: "integer" }),
-            (with("cart", json!({"items": [{"qty": 1}, {"price": "x"}]})), Reject::WrongType { field: "cart.items[1].price".into(), expected: "number" }),
-            (with("cart", json!({"currency": "euro"})), Reject::InvalidValue { field: "cart.currency".into(), detail: "ISO 4217 code, e.g. EUR" }),
-            (with("converted", json!("yes")), Reject::WrongType { field: "converted".into(), expected: "boolean" }),
-            (with("event_id", json!("")), Reject::InvalidValue { field: "event_id".into(), detail: "1-128 printable characters" }),
+            (
+                no_id,
+                Reject::MissingField {
+                    field: "event_id".into(),
+                },
+            ),
+            (
+                with("site", json!(5)),
+                Reject::WrongType {
+                    field: "site".into(),
+                    expected: "string",
+                },
+            ),
+            (
+                with("type", json!("teleport")),
+                Reject::InvalidValue {
+                    field: "type".into(),
+                    detail: "unknown event type",
+                },
+            ),
+            (
+                with("ts", json!(-1)),
+                Reject::InvalidValue {
+                    field: "ts".into(),
+                    detail: "not a non-negative integer in range",
+                },
+            ),
+            (
+                with("customer", json!({"age": "old"})),
+                Reject::WrongType {
+                    field: "customer.age".into(),
+                    expected: "integer",
+                },
+            ),
+            (
+                with("cart", json!({"items": [{"qty": 1}, {"price": "x"}]})),
+                Reject::WrongType {
+                    field: "cart.items[1].price".into(),
+                    expected: "number",
+                },
+            ),
+            (
+                with("cart", json!({"currency": "euro"})),
+                Reject::InvalidValue {
+                    field: "cart.currency".into(),
+                    detail: "ISO 4217 code, e.g. EUR",
+                },
+            ),
+            (
+                with("converted", json!("yes")),
+                Reject::WrongType {
+                    field: "converted".into(),
+                    expected: "boolean",
+                },
+            ),
+            (
+                with("event_id", json!("")),
+                Reject::InvalidValue {
+                    field: "event_id".into(),
+                    detail: "1-128 printable characters",
+                },
+            ),
         ];
         for (body, want) in cases {
-            assert_eq!(validate(raw(body.clone(), None)).unwrap_err(), want, "{body}");
+            assert_eq!(
+                validate(raw(body.clone(), None)).unwrap_err(),
+                want,
+                "{body}"
+            );
         }
         let err = validate(raw(with("plan", json!([])), Some(4))).unwrap_err();
         assert_eq!(err.field(), Some("events[4].plan"));

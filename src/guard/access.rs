@@ -7,11 +7,24 @@ use std::collections::HashMap;
 use crate::config::Tenant;
 use crate::reject::Reject;
 
-pub fn check<'a>(site: &str, origin: Option<&str>, tenants: &'a HashMap<String, Tenant>) -> Result<&'a Tenant, Reject> {
-    let tenant = tenants.get(site).ok_or_else(|| Reject::UnknownSite { field: "site".into() })?;
+pub fn check<'a>(
+    site: &str,
+    origin: Option<&str>,
+    tenants: &'a HashMap<String, Tenant>,
+) -> Result<&'a Tenant, Reject> {
+    let tenant = tenants.get(site).ok_or_else(|| Reject::UnknownSite {
+        field: "site".into(),
+    })?;
     match origin {
         None => Ok(tenant),
-        Some(o) if tenant.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(tenant),
+        Some(o)
+            if tenant
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o)) =>
+        {
+            Ok(tenant)
+        }
         Some(_) => Err(Reject::OriginNotAllowed),
     }
 }
@@ -28,18 +41,43 @@ mod tests {
         let key = Arc::new(HmacKey::new("k1", &[0u8; 32]));
         tenants.insert(
             "demo".to_string(),
-            Tenant { site: "demo".into(), allowed_origins: vec!["https://shop.example".into()], active_key: key.clone() },
+            Tenant {
+                site: "demo".into(),
+                allowed_origins: vec!["https://shop.example".into()],
+                active_key: key.clone(),
+            },
         );
-        tenants.insert("quiet".to_string(), Tenant { site: "quiet".into(), allowed_origins: vec![], active_key: key });
+        tenants.insert(
+            "quiet".to_string(),
+            Tenant {
+                site: "quiet".into(),
+                allowed_origins: vec![],
+                active_key: key,
+            },
+        );
         let cases: &[(&str, Option<&str>, Result<&str, Reject>)] = &[
             ("demo", None, Ok("demo")),
             ("demo", Some("https://shop.example"), Ok("demo")),
             ("demo", Some("HTTPS://SHOP.EXAMPLE"), Ok("demo")),
-            ("demo", Some("https://evil.example"), Err(Reject::OriginNotAllowed)),
+            (
+                "demo",
+                Some("https://evil.example"),
+                Err(Reject::OriginNotAllowed),
+            ),
             ("demo", Some("null"), Err(Reject::OriginNotAllowed)),
-            ("quiet", Some("https://shop.example"), Err(Reject::OriginNotAllowed)),
+            (
+                "quiet",
+                Some("https://shop.example"),
+                Err(Reject::OriginNotAllowed),
+            ),
             ("quiet", None, Ok("quiet")),
-            ("nope", None, Err(Reject::UnknownSite { field: "site".into() })),
+            (
+                "nope",
+                None,
+                Err(Reject::UnknownSite {
+                    field: "site".into(),
+                }),
+            ),
         ];
         for (site, origin, want) in cases {
             let got = check(site, *origin, &tenants).map(|t| t.site.as_str());

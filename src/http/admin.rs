@@ -16,7 +16,9 @@ use crate::reject::Reject;
 pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infallible> {
     let res = match (req.uri().path(), req.method()) {
         ("/metrics", &Method::GET) => {
-            let mut res = Response::new(Full::new(Bytes::from(crate::metrics::render(&ctx.registry))));
+            let mut res = Response::new(Full::new(Bytes::from(crate::metrics::render(
+                &ctx.registry,
+            ))));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -9,7 +9,12 @@ use hyper::body::Incoming;
 
 use crate::reject::Reject;
 
-pub async fn read(body: Incoming, declared_len: Option<u64>, max: usize, deadline: Duration) -> Result<Bytes, Reject> {
+pub async fn read(
+    body: Incoming,
+    declared_len: Option<u64>,
+    max: usize,
+    deadline: Duration,
+) -> Result<Bytes, Reject> {
     if declared_len.is_some_and(|n| n > max as u64) {
         return Err(Reject::BodyTooLarge);
     }

@@ -19,7 +19,9 @@ pub type Resp = Response<Full<Bytes>>;
 pub fn json(status: hyper::StatusCode, body: &'static str) -> Resp {
     let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     res
 }

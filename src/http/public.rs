@@ -34,8 +34,14 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
             reject.into_response()
         }
     };
-    res.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
-    ctx.metrics.request_seconds.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    res.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    ctx.metrics
+        .request_seconds
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
     Ok(res)
 }
 
@@ -43,7 +49,9 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
     match (req.uri().path(), req.method()) {
         ("/v1/events", &Method::POST) => ingest(req, ctx).await,
         ("/v1/events", _) => Err(Reject::MethodNotAllowed { allow: "POST" }),
-        ("/healthz", &Method::GET | &Method::HEAD) => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        ("/healthz", &Method::GET | &Method::HEAD) => {
+            Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
+        }
         ("/healthz", _) => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
         _ => Err(Reject::NotFound),
     }
@@ -51,7 +59,11 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
 
 /// `application/json`, or `text/plain` as `navigator.sendBeacon` sends strings; parameters are ignored.
 fn content_type_ok(req: &Request<Incoming>) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let media = value.split(';').next().unwrap_or_default().trim();
@@ -63,18 +75,34 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
         return Err(Reject::UnsupportedMediaType);
     }
     let snap = ctx.config.load_full();
-    let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("invalid").to_string());
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    let bytes = body::read(req.into_body(), declared, snap.limits.max_body_bytes, snap.timeouts.body_read).await?;
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("invalid").to_string());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let bytes = body::read(
+        req.into_body(),
+        declared,
+        snap.limits.max_body_bytes,
+        snap.timeouts.body_read,
+    )
+    .await?;
     let raw = event::decode(&bytes, &snap.limits)?;
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
     for r in raw {
         let index = r.index;
         let valid = event::validate(r)?;
-        let tenant = access::check(&valid.site, origin.as_deref(), &snap.tenants).map_err(|e| e.in_event(index))?;
+        let tenant = access::check(&valid.site, origin.as_deref(), &snap.tenants)
+            .map_err(|e| e.in_event(index))?;
         if valid.unknown_fields > 0 {
-            ctx.metrics.unknown_fields_dropped.with_label_values(&[&tenant.site]).inc_by(valid.unknown_fields.into());
+            ctx.metrics
+                .unknown_fields_dropped
+                .with_label_values(&[&tenant.site])
+                .inc_by(valid.unknown_fields.into());
         }
         minimized.push(event::minimize(valid, &tenant.active_key, received_ms));
     }
@@ -86,7 +114,10 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
         }
     })?;
     for ev in &minimized {
-        ctx.metrics.events_accepted.with_label_values(&[ev.site()]).inc();
+        ctx.metrics
+            .events_accepted
+            .with_label_values(&[ev.site()])
+            .inc();
     }
     let mut res = Resp::new(Default::default());
     *res.status_mut() = StatusCode::NO_CONTENT;

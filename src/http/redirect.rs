@@ -12,21 +12,34 @@ use super::{json, Resp};
 use crate::app::Ctx;
 use crate::reject::Reject;
 
-pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>, https_port: u16) -> Result<Resp, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    https_port: u16,
+) -> Result<Resp, Infallible> {
     let outcome = if req.method() == Method::GET || req.method() == Method::HEAD {
-        location(&req, https_port).ok_or(Reject::InvalidValue { field: "host".into(), detail: "missing or malformed Host" })
+        location(&req, https_port).ok_or(Reject::InvalidValue {
+            field: "host".into(),
+            detail: "missing or malformed Host",
+        })
     } else {
         Err(Reject::PlainHttp)
     };
     let res = match outcome {
         Ok(loc) => {
-            ctx.metrics.plain_requests.with_label_values(&["redirected"]).inc();
+            ctx.metrics
+                .plain_requests
+                .with_label_values(&["redirected"])
+                .inc();
             let mut res = json(StatusCode::PERMANENT_REDIRECT, r#"{"redirect":"https"}"#);
             res.headers_mut().insert(header::LOCATION, loc);
             res
         }
         Err(reject) => {
-            ctx.metrics.plain_requests.with_label_values(&["refused"]).inc();
+            ctx.metrics
+                .plain_requests
+                .with_label_values(&["refused"])
+                .inc();
             ctx.metrics.reject(&reject);
             reject.into_response()
         }
@@ -42,8 +55,16 @@ fn location(req: &Request<Incoming>, https_port: u16) -> Option<HeaderValue> {
     if host.is_empty() || !host.chars().all(valid) {
         return None;
     }
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
     HeaderValue::from_str(&format!("https://{host}{port}{path}")).ok()
 }
 

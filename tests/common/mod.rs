@@ -36,7 +36,12 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let pki = DevPki::generate().unwrap();
         let tls = dir.path().join("tls");
-        pki.write(&tls.join("ca.pem"), &tls.join("leaf.pem"), &tls.join("leaf.key")).unwrap();
+        pki.write(
+            &tls.join("ca.pem"),
+            &tls.join("leaf.pem"),
+            &tls.join("leaf.key"),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("demo.key"), "5a".repeat(32)).unwrap();
         let toml = format!(
             r#"data_dir = "data"
@@ -56,7 +61,10 @@ file = "demo.key"
 {extra}"#
         );
         std::fs::write(dir.path().join("tollgate.toml"), toml).unwrap();
-        Fixture { dir, ca_pem: pki.ca_pem }
+        Fixture {
+            dir,
+            ca_pem: pki.ca_pem,
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -74,12 +82,20 @@ file = "demo.key"
         app.start().await.unwrap()
     }
 
-    pub fn client_config(&self, versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    pub fn client_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&[u8]],
+    ) -> rustls::ClientConfig {
         client_config(&self.ca_pem, versions, alpn)
     }
 }
 
-pub fn client_config(ca_pem: &str, versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> rustls::ClientConfig {
+pub fn client_config(
+    ca_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -124,14 +140,21 @@ impl Client {
         Self::connect_with(addr, client_config(ca_pem, versions, &[]), proto).await
     }
 
-    pub async fn connect_with(addr: SocketAddr, mut cfg: rustls::ClientConfig, proto: Proto) -> Self {
+    pub async fn connect_with(
+        addr: SocketAddr,
+        mut cfg: rustls::ClientConfig,
+        proto: Proto,
+    ) -> Self {
         cfg.alpn_protocols = vec![match proto {
             Proto::H1 => b"http/1.1".to_vec(),
             Proto::H2 => b"h2".to_vec(),
         }];
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("TLS handshake");
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake");
         let (_, session) = tls.get_ref();
         let tls_version = session.protocol_version().unwrap();
         let negotiated = session.alpn_protocol().map(|p| p.to_vec());
@@ -141,26 +164,46 @@ impl Client {
                 assert_eq!(negotiated.as_deref(), Some(&b"http/1.1"[..]));
                 let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
                 tokio::spawn(conn);
-                Client { h1: Some(send), h2: None, tls_version }
+                Client {
+                    h1: Some(send),
+                    h2: None,
+                    tls_version,
+                }
             }
             Proto::H2 => {
                 assert_eq!(negotiated.as_deref(), Some(&b"h2"[..]));
-                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
                 tokio::spawn(conn);
-                Client { h1: None, h2: Some(send), tls_version }
+                Client {
+                    h1: None,
+                    h2: Some(send),
+                    tls_version,
+                }
             }
         }
     }
 
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Reply {
         let res = match (&mut self.h1, &mut self.h2) {
-            (Some(h1), _) => h1.send_request(req).await.unwrap(),
-            (_, Some(h2)) => h2.send_request(req).await.unwrap(),
+            (Some(h1), _) => {
+                h1.ready().await.unwrap();
+                h1.send_request(req).await.unwrap()
+            }
+            (_, Some(h2)) => {
+                h2.ready().await.unwrap();
+                h2.send_request(req).await.unwrap()
+            }
             _ => unreachable!(),
         };
         let (parts, body) = res.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        Reply { status: parts.status, headers: parts.headers, body }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// A handle for concurrent HTTP/2 streams on this one connection.
@@ -174,8 +217,15 @@ impl Client {
     }
 }
 
-pub fn request(method: &str, path: &str, content_type: Option<&str>, body: Bytes) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(method).uri(format!("https://localhost{path}"));
+pub fn request(
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"));
     if let Some(ct) = content_type {
         b = b.header("content-type", ct);
     }
@@ -190,8 +240,16 @@ pub fn dump(spool_dir: &Path) -> Vec<serde_json::Value> {
         .arg(spool_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "spool dump failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    assert!(
+        out.status.success(),
+        "spool dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub fn event(id: &str) -> serde_json::Value {

@@ -28,14 +28,24 @@ impl Proc {
             .unwrap();
         let stderr = lines(child.stderr.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("tollgate listening"), "unexpected first line {line:?}");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("tollgate listening"),
+            "unexpected first line {line:?}"
+        );
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))
                 .and_then(|v| v.parse().ok())
         };
-        Proc { public: field("public").unwrap(), redirect: field("redirect"), child, stderr }
+        Proc {
+            public: field("public").unwrap(),
+            redirect: field("redirect"),
+            child,
+            stderr,
+        }
     }
 
     pub fn pid(&self) -> String {
@@ -43,7 +53,11 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 
