@@ -221,19 +221,32 @@ preflight() { # preflight NAME PORT
   } | timeout 10 openssl s_client -quiet -connect "127.0.0.1:$2" -servername localhost \
         -CAfile "$DATA/tls/dev-ca.pem" -verify_return_error 2>/dev/null | head -n 1 | tr -d '\r')" || true
   [[ "$status" == "HTTP/1.1 204"* ]] || die "$1 preflight: expected 'HTTP/1.1 204', got '${status:-nothing}'"
-  echo "loadtest: $1 preflight: $status (certificate verified against tollgate's dev CA)"
+  proto="$(timeout 10 openssl s_client -brief -connect "127.0.0.1:$2" -servername localhost </dev/null 2>&1 \
+    | awk -F': ' '/^Protocol version/ {v=$2} /^Ciphersuite/ {c=$2} END {print v, c}')"
+  echo "loadtest: $1 preflight: $status, $proto (certificate verified against tollgate's dev CA)"
 }
 preflight tollgate "$TG_PORT"
 preflight nginx "$NG_PORT"
 
 # ---- load -------------------------------------------------------------------------------------------------
-run_wrk() { # run_wrk NAME PORT -> prints wrk's report, leaves the LOADTEST line in $TMP/NAME.wrk
+cpu_ticks() { # cpu_ticks PID: user + system clock ticks of PID and its direct children (nginx workers)
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+run_wrk() { # run_wrk NAME PORT SERVER_PID -> prints wrk's report, leaves the LOADTEST line in $TMP/NAME.wrk
+  local before after
   echo
   echo "==== $1: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency https://127.0.0.1:$2/v1/events"
-  LOADTEST_BODY="$BODY" timeout $((DURATION + 60)) \
+  before="$(cpu_ticks "$3")"
+  LOADTEST_BODY="$BODY" timeout --foreground $((DURATION + 60)) \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "https://127.0.0.1:$2/v1/events" \
     | tee "$TMP/$1.wrk"
+  after="$(cpu_ticks "$3")"
   grep -q '^LOADTEST ' "$TMP/$1.wrk" || die "$1: wrk printed no summary"
+  echo "LOADTEST server_cpu_ticks=$((after - before))" >>"$TMP/$1.wrk"
 }
 field() { grep '^LOADTEST ' "$TMP/$1.wrk" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 check_errors() { # any refused request or socket error makes the comparison meaningless
@@ -246,7 +259,13 @@ check_errors() { # any refused request or socket error makes the comparison mean
   (( $(field "$1" requests) > 0 )) || die "$1 answered no request"
 }
 
-run_wrk tollgate "$TG_PORT"
+# Both targets share the cores with wrk and with anything else running: a busy machine skews the ratio.
+cpu_sample() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; } # busy idle (ticks)
+read -r b0 i0 < <(cpu_sample); sleep 1; read -r b1 i1 < <(cpu_sample)
+busy_pct=$(( 100 * (b1 - b0) / (b1 - b0 + i1 - i0 + 1) ))
+echo "loadtest: machine busy ${busy_pct}% in the second before the load (both servers idle)"
+(( busy_pct < 15 )) || echo "loadtest: WARNING: something else is using the CPU; the numbers will be skewed" >&2
+run_wrk tollgate "$TG_PORT" "$TOLLGATE_PID"
 check_errors tollgate
 
 # Stop tollgate (SIGTERM drains in flight and fsyncs), then count what it stored: every 204 wrk counted must be
@@ -264,23 +283,27 @@ head -n 1 "$TMP/spool.jsonl" | grep -q '"email_hash":"k1:' || die "the first sto
 ! grep -q -m1 -e 'Ann@Example.com' -e '1 Main St' "$TMP/spool.jsonl" || die "the spool holds PII it must not"
 rm -f "$TMP/spool.jsonl"
 
-run_wrk nginx "$NG_PORT"
+run_wrk nginx "$NG_PORT" "$NGINX_PID"
 check_errors nginx
 stop_pid "$NGINX_PID" nginx
 NGINX_PID=""
 
 # ---- summary ----------------------------------------------------------------------------------------------
+HZ="$(getconf CLK_TCK)"
 summary_line() { # NAME
   awk -v n="$1" -v r="$(field "$1" requests)" -v d="$(field "$1" duration_us)" \
       -v p50="$(field "$1" p50_us)" -v p99="$(field "$1" p99_us)" -v mx="$(field "$1" max_us)" \
-    'BEGIN { printf "%-9s %10.0f %9.2f %9.2f %9.2f %10d\n", n, r / (d / 1e6), p50 / 1000, p99 / 1000, mx / 1000, r }'
+      -v cpu="$(field "$1" server_cpu_ticks)" -v hz="$HZ" \
+    'BEGIN { printf "%-9s %10.0f %9.2f %9.2f %9.2f %10d %11.0f%%\n",
+             n, r / (d / 1e6), p50 / 1000, p99 / 1000, mx / 1000, r, 100 * (cpu / hz) / (d / 1e6) }'
 }
 rps() { awk -v r="$(field "$1" requests)" -v d="$(field "$1" duration_us)" 'BEGIN { printf "%.1f", r / (d / 1e6) }'; }
 echo
-echo "==== summary: $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, POST /v1/events ($(wc -c <"$BODY") B JSON), TLS 1.3, HTTP/1.1"
-printf '%-9s %10s %9s %9s %9s %10s\n' target 'req/s' 'p50 ms' 'p99 ms' 'max ms' requests
+echo "==== summary: $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, POST /v1/events ($(wc -c <"$BODY") B JSON), HTTP/1.1"
+printf '%-9s %10s %9s %9s %9s %10s %12s\n' target 'req/s' 'p50 ms' 'p99 ms' 'max ms' requests 'server CPU'
 summary_line tollgate
 summary_line nginx
 awk -v t="$(rps tollgate)" -v n="$(rps nginx)" \
   'BEGIN { printf "ratio tollgate/nginx (throughput): %.3f\n", t / n }'
-echo "(tollgate: TLS + parse + validate + minimize + HMAC + spool fsync before 204; nginx: TLS + return 204)"
+echo "(tollgate: TLS + parse + validate + minimize + HMAC + spool fsync before 204; nginx: TLS + return 204;"
+echo " server CPU = the server's user+system CPU time over the run, 100% = one core, $(nproc) cores shared with wrk)"

@@ -5,6 +5,9 @@
 //! its fragment and every query key outside `utm_*`.
 //! (The declarative per-tenant policy engine replaces these fixed defaults in a later stage of the roadmap.)
 
+pub mod detect;
+pub mod geo;
+
 use serde::Serialize;
 
 use super::{MinimizedEvent, Shipping, ValidEvent};
@@ -107,7 +110,7 @@ mod tests {
     use crate::event::{decode, validate};
 
     fn sample() -> ValidEvent {
-        let body = include_bytes!("../../tests/fixtures/sample_event.json");
+        let body = include_bytes!("../../../tests/fixtures/sample_event.json");
         let limits = crate::config::Limits {
             max_body_bytes: 65536,
             max_events: 100,

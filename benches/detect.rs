@@ -1,0 +1,2 @@
+//! detect: being written.
+fn main() {}

@@ -1,0 +1,1 @@
+//! mmdb writer: being written.
