@@ -231,7 +231,7 @@ preflight nginx "$NG_PORT"
 # ---- load -------------------------------------------------------------------------------------------------
 cpu_ticks() { # cpu_ticks PID: user + system clock ticks of PID and its direct children (nginx workers)
   local p t=0
-  for p in "$1" $(pgrep -P "$1" || true); do
+  for p in "$1" $(awk -v pp="$1" '$4 == pp {print $1}' /proc/[0-9]*/stat 2>/dev/null); do
     t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo "$t"

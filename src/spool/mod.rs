@@ -25,7 +25,6 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -114,8 +113,7 @@ pub struct Spool {
 /// writer after it drains the queue, but nobody waits for it.
 #[derive(Debug)]
 pub struct SpoolWriter {
-    shutdown: oneshot::Sender<()>,
-    thread: JoinHandle<Result<(), SpoolError>>,
+    thread: writer::WriterThread,
 }
 
 impl Spool {
@@ -137,13 +135,8 @@ impl Spool {
             max_batch_bytes: cfg.max_batch_bytes,
         };
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        let thread = writer::spawn(cfg.dir, &recovered, limits, metrics, rx, shutdown_rx)?;
-        Ok((
-            Spool { tx },
-            SpoolWriter { shutdown, thread },
-            recovered.report,
-        ))
+        let thread = writer::spawn(cfg.dir, &recovered, limits, metrics, rx)?;
+        Ok((Spool { tx }, SpoolWriter { thread }, recovered.report))
     }
 
     /// Appends all `events` as one unit and resolves after the fsync that covers them.
@@ -162,7 +155,7 @@ impl Spool {
         }
         let mut frames = Vec::new();
         for event in events {
-            segment::encode_into(&mut frames, &event.to_record())?;
+            segment::encode_into(&mut frames, event.record())?;
         }
         let (reply, answer) = oneshot::channel();
         let pending = writer::Pending {
@@ -181,15 +174,10 @@ impl Spool {
 impl SpoolWriter {
     /// Stops accepting appends (later ones get `Closed`), commits every append already
     /// queued (cutting the current commit window short), does a final fsync and joins
-    /// the thread. An async fn: the join runs on tokio's blocking pool, so call it from
-    /// within a tokio runtime.
+    /// the thread. An async fn that awaits the thread's result on any tokio runtime; the
+    /// join itself happens once the thread is done, so it does not block the executor.
     pub async fn close(self) -> Result<(), SpoolError> {
-        let _ = self.shutdown.send(());
-        let thread = self.thread;
-        match tokio::task::spawn_blocking(move || thread.join()).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => Err(SpoolError::WriterPanicked),
-        }
+        self.thread.stop().await
     }
 }
 

@@ -82,3 +82,139 @@ fn fault_reason(fault: Fault) -> &'static str {
         Fault::BadChecksum => "checksum mismatch",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use crate::spool::tests::{
+        append_each, close, config, ev, evs, file_len, frame, open, records, segment_paths,
+    };
+    use crate::spool::{read_all, Recovery, SpoolConfig};
+
+    #[tokio::test]
+    async fn recovery_truncates_a_torn_tail_and_appends_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, writer, _, _) = open(config(dir.path()));
+        let events = evs(0..6);
+        append_each(&spool, &events[..5]).await;
+        close(writer).await;
+
+        let last = segment_paths(dir.path()).pop().unwrap();
+        let len = file_len(&last);
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+
+        let (spool, writer, recovery, metrics) = open(config(dir.path()));
+        let torn = Recovery {
+            segments: 1,
+            records: 4,
+            torn_tails: 1,
+            truncated_bytes: frame() - 3,
+        };
+        assert_eq!(recovery, torn);
+        assert_eq!(
+            (metrics.torn_tails.get(), metrics.recovered_records.get()),
+            (1, 4)
+        );
+        assert_eq!(metrics.truncated_bytes.get(), frame() - 3);
+        assert_eq!(file_len(&last), 4 * frame());
+        assert_eq!(read_all(dir.path()).unwrap(), records(&events[..4]));
+
+        spool.append(&events[5..]).await.unwrap();
+        close(writer).await;
+        let expected = records(&[ev(0), ev(1), ev(2), ev(3), ev(5)]);
+        assert_eq!(read_all(dir.path()).unwrap(), expected);
+
+        let (_, writer, recovery, _) = open(config(dir.path()));
+        assert_eq!(
+            recovery,
+            Recovery {
+                segments: 1,
+                records: 5,
+                torn_tails: 0,
+                truncated_bytes: 0
+            }
+        );
+        close(writer).await;
+    }
+
+    /// Flips one byte at `offset` of `path`.
+    fn flip_byte(path: &Path, offset: u64) {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, offset).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x20], offset).unwrap();
+    }
+
+    #[tokio::test]
+    async fn recovery_catches_a_flipped_payload_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, writer, _, _) = open(config(dir.path()));
+        let events = evs(0..3);
+        append_each(&spool, &events).await;
+        close(writer).await;
+
+        let last = segment_paths(dir.path()).pop().unwrap();
+        flip_byte(&last, file_len(&last) - 5);
+        assert_eq!(
+            read_all(dir.path()).unwrap(),
+            records(&events[..2]),
+            "read_all stops at the bad CRC"
+        );
+
+        let (_, writer, recovery, _) = open(config(dir.path()));
+        assert_eq!(
+            recovery,
+            Recovery {
+                segments: 1,
+                records: 2,
+                torn_tails: 1,
+                truncated_bytes: frame()
+            }
+        );
+        assert_eq!(file_len(&last), 2 * frame());
+        close(writer).await;
+    }
+
+    #[tokio::test]
+    async fn torn_tail_in_an_earlier_segment_keeps_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            segment_bytes: 2 * frame(),
+            ..config(dir.path())
+        };
+        let (spool, writer, _, _) = open(cfg.clone());
+        let events = evs(0..4);
+        append_each(&spool, &events).await;
+        close(writer).await;
+
+        let first = segment_paths(dir.path()).remove(0);
+        flip_byte(&first, 2 * frame() - 5);
+        let (_, writer, recovery, _) = open(cfg);
+        assert_eq!(
+            recovery,
+            Recovery {
+                segments: 2,
+                records: 3,
+                torn_tails: 1,
+                truncated_bytes: frame()
+            }
+        );
+        close(writer).await;
+        assert_eq!(
+            read_all(dir.path()).unwrap(),
+            records(&[ev(0), ev(2), ev(3)])
+        );
+    }
+}

@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -33,29 +34,58 @@ pub(crate) struct Limits {
     pub max_batch_bytes: usize,
 }
 
-/// Starts the writer thread. `runtime` is a current-thread runtime with time enabled,
-/// used only to wait on the queue and the commit window.
+/// The running writer thread and the channels to stop it and hear how it ended.
+#[derive(Debug)]
+pub(crate) struct WriterThread {
+    shutdown: oneshot::Sender<()>,
+    done: oneshot::Receiver<Result<(), SpoolError>>,
+    thread: JoinHandle<()>,
+}
+
+/// Opens the active segment and starts the writer thread. It runs a current-thread
+/// runtime with time enabled, used only to wait on the queue and the commit window.
 pub(crate) fn spawn(
     dir: PathBuf,
     recovered: &Recovered,
     limits: Limits,
     metrics: Arc<SpoolMetrics>,
     rx: mpsc::Receiver<Pending>,
-    shutdown: oneshot::Receiver<()>,
-) -> Result<std::thread::JoinHandle<Result<(), SpoolError>>, SpoolError> {
+) -> Result<WriterThread, SpoolError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
     let log = ActiveLog::open(dir, recovered, limits, metrics)?;
+    let (shutdown, shutdown_rx) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
     let inbox = Inbox {
         rx,
-        shutdown,
+        shutdown: shutdown_rx,
         closing: false,
     };
     let thread = std::thread::Builder::new()
         .name("tollgate-spool".into())
-        .spawn(move || runtime.block_on(run(inbox, log, limits)))?;
-    Ok(thread)
+        .spawn(move || {
+            let result = runtime.block_on(run(inbox, log, limits));
+            let _ = done_tx.send(result);
+        })?;
+    Ok(WriterThread {
+        shutdown,
+        done,
+        thread,
+    })
+}
+
+impl WriterThread {
+    /// Asks the thread to drain and stop, waits for its result, then joins it. The join
+    /// happens after the thread has sent its result, so it does not block for long.
+    pub(crate) async fn stop(self) -> Result<(), SpoolError> {
+        let _ = self.shutdown.send(());
+        let result = self.done.await;
+        if self.thread.join().is_err() {
+            return Err(SpoolError::WriterPanicked);
+        }
+        result.map_err(|_| SpoolError::WriterPanicked)?
+    }
 }
 
 async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(), SpoolError> {

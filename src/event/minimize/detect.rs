@@ -1,1 +1,0 @@
-//! detect: being written.
