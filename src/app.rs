@@ -3,6 +3,7 @@
 //! open spool (recovery) → bind listeners → serve … signal → stop accepting → drain connections → final fsync.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,7 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::Snapshot;
+use crate::config::{self, ConfigErrors, LoadMode, Snapshot};
+use crate::event::minimize::useragent::UaCache;
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
 use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
@@ -23,6 +25,72 @@ pub struct Ctx {
     pub registry: Registry,
     pub spool: Spool,
     pub clock: Arc<dyn Clock>,
+    /// Reduced user agents, bounded.
+    pub user_agents: UaCache,
+    /// The file `reload` reads; `None` for a snapshot built in memory.
+    pub config_path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no config file to reload from")]
+    NoFile,
+    #[error("invalid config, nothing changed:\n{0}")]
+    Invalid(ConfigErrors),
+    #[error("these settings only change on restart, nothing changed: {}", .0.join(", "))]
+    RequiresRestart(Vec<&'static str>),
+}
+
+impl Ctx {
+    /// Re-reads the config file, validates all of it into a new snapshot and swaps it in with one store.
+    /// A failed reload leaves the running snapshot serving. Listen addresses, the spool settings and
+    /// `limits.max_connections` are fixed at start: a change to them is refused with their names.
+    /// Blocking (reads files): call from `spawn_blocking`.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        let outcome = if result.is_ok() {
+            "applied"
+        } else {
+            "rejected"
+        };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[outcome])
+            .inc();
+        match &result {
+            Ok(()) => tracing::info!("config reloaded"),
+            Err(e) => tracing::warn!(error = %e, "config reload rejected"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+        let new = config::load(path, LoadMode::Run).map_err(ReloadError::Invalid)?;
+        let old = self.config.load();
+        let (a, b) = (&old.spool, &new.spool);
+        let spool_same = a.dir == b.dir
+            && a.segment_bytes == b.segment_bytes
+            && a.max_bytes == b.max_bytes
+            && a.commit_window == b.commit_window
+            && a.max_batch_bytes == b.max_batch_bytes
+            && a.queue_depth == b.queue_depth;
+        let mut fixed = Vec::new();
+        if old.listen != new.listen {
+            fixed.push("listen");
+        }
+        if !spool_same {
+            fixed.push("spool");
+        }
+        if old.limits.max_connections != new.limits.max_connections {
+            fixed.push("limits.max_connections");
+        }
+        if !fixed.is_empty() {
+            return Err(ReloadError::RequiresRestart(fixed));
+        }
+        self.config.store(Arc::new(new));
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +121,11 @@ pub struct Running {
 
 impl App {
     /// Opens (and recovers) the spool and registers metrics. Nothing listens yet.
-    pub fn new(snapshot: Snapshot, clock: Arc<dyn Clock>) -> Result<(App, Recovery), AppError> {
+    pub fn new(
+        snapshot: Snapshot,
+        clock: Arc<dyn Clock>,
+        config_path: Option<PathBuf>,
+    ) -> Result<(App, Recovery), AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::register(&registry)?);
         let (spool, writer, recovery) = Spool::open(snapshot.spool.clone(), metrics.spool.clone())?;
@@ -64,6 +136,8 @@ impl App {
             registry,
             spool,
             clock,
+            user_agents: UaCache::new(1024),
+            config_path,
         });
         Ok((App { ctx, writer }, recovery))
     }

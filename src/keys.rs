@@ -53,6 +53,30 @@ impl HmacKey {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// A tenant's keys: every configured key (so older hashes, e.g. in a suppression list, can still be matched)
+/// and the one active key that new hashes use.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    active: std::sync::Arc<HmacKey>,
+    keys: Vec<std::sync::Arc<HmacKey>>,
+}
+
+impl KeyRing {
+    /// `None` if `active_id` is not among `keys`.
+    pub fn new(keys: Vec<std::sync::Arc<HmacKey>>, active_id: &str) -> Option<KeyRing> {
+        let active = keys.iter().find(|k| k.id() == active_id)?.clone();
+        Some(KeyRing { active, keys })
+    }
+
+    pub fn active(&self) -> &HmacKey {
+        &self.active
+    }
+
+    pub fn get(&self, id: &str) -> Option<&HmacKey> {
+        self.keys.iter().find(|k| k.id() == id).map(|k| k.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     File(PathBuf),

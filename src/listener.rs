@@ -55,7 +55,7 @@ pub async fn accept_loop(
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = signalled(&mut stop) => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = tcp.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -72,7 +72,14 @@ pub async fn accept_loop(
             .connections_total
             .with_label_values(&[label])
             .inc();
-        tokio::spawn(connection(stream, kind, ctx.clone(), permit, stop.clone()));
+        tokio::spawn(connection(
+            stream,
+            peer,
+            kind,
+            ctx.clone(),
+            permit,
+            stop.clone(),
+        ));
     }
     drop(tcp);
     // Every connection holds a permit until it ends: having them all back means all are done.
@@ -81,6 +88,7 @@ pub async fn accept_loop(
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     kind: Kind,
     ctx: Arc<Ctx>,
     _permit: OwnedSemaphorePermit,
@@ -94,7 +102,7 @@ async fn connection(
     let snap = ctx.config.load_full();
     let io = IdleTimeout::new(stream, snap.timeouts.idle);
     match kind {
-        Kind::Public => serve_tls(io, &ctx, stop).await,
+        Kind::Public => serve_tls(io, peer, &ctx, stop).await,
         Kind::Redirect { https_port } => {
             let c = ctx.clone();
             let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
@@ -114,7 +122,12 @@ async fn connection(
     open.dec();
 }
 
-async fn serve_tls(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+async fn serve_tls(
+    io: IdleTimeout<TcpStream>,
+    peer: SocketAddr,
+    ctx: &Arc<Ctx>,
+    mut stop: watch::Receiver<bool>,
+) {
     let snap = ctx.config.load_full();
     let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.clone());
     let failures = &ctx.metrics.tls_handshake_failures;
@@ -138,7 +151,7 @@ async fn serve_tls(io: IdleTimeout<TcpStream>, ctx: &Arc<Ctx>, mut stop: watch::
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(100));
     let c = ctx.clone();
-    let svc = service_fn(move |req| http::public::handle(req, c.clone()));
+    let svc = service_fn(move |req| http::public::handle(req, c.clone(), peer));
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -34,6 +34,16 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print suppression-list entries (`<key id>:<hash>`, with the tenant's active key) for e-mail addresses of data
+    /// subjects who asked to be forgotten; append them to the tenant's `suppression_file`.
+    Suppress {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        /// E-mail addresses; read from standard input, one per line, when none are given.
+        emails: Vec<String>,
+    },
     /// Inspect the local spool.
     Spool {
         #[command(subcommand)]
@@ -53,7 +63,9 @@ enum SpoolCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // rustls warns once per handshake about clients sending an IP as SNI: a client-controlled log line.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rustls=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -65,6 +77,11 @@ fn main() -> ExitCode {
         Command::Spool {
             command: SpoolCommand::Dump { dir },
         } => dump(&dir),
+        Command::Suppress {
+            config,
+            site,
+            emails,
+        } => suppress(&config, &site, emails),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +118,30 @@ fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn suppress(path: &std::path::Path, site: &str, mut emails: Vec<String>) -> anyhow::Result<()> {
+    let snapshot =
+        config::load(path, LoadMode::Check).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let tenant = snapshot
+        .tenants
+        .get(site)
+        .with_context(|| format!("no tenant with site {site:?}"))?;
+    if emails.is_empty() {
+        emails = std::io::stdin()
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+    }
+    let key = tenant.keys.active();
+    for e in emails {
+        println!(
+            "{}",
+            key.tag(tollgate::event::minimize::normalize(&e).as_bytes())
+        );
+    }
+    Ok(())
+}
+
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let snapshot =
         config::load(&path, LoadMode::Run).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
@@ -111,7 +152,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (app, recovery) = App::new(snapshot, Arc::new(SystemClock))?;
+        let (app, recovery) = App::new(snapshot, Arc::new(SystemClock), Some(path.clone()))?;
         tracing::info!(?recovery, "spool recovered");
         let running = app.start().await?;
         let addr = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
@@ -122,6 +163,18 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             addr(running.redirect_addr),
             addr(running.admin_addr)
         );
+        let ctx = running.ctx.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let ctx = ctx.clone();
+                let _ = tokio::task::spawn_blocking(move || ctx.reload()).await;
+            }
+        });
         let stopper = running.stopper();
         tokio::spawn(async move {
             wait_for_signal().await;

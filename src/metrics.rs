@@ -1,13 +1,17 @@
 //! Tollgate's metrics: one struct, registered into a `Registry` the app owns and passes in (no globals).
 //! Labels come only from closed enums and from config (`tenant`), never from client input.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::event::minimize::detect::DetectorKind;
+use crate::event::minimize::policy::{Field, ACTION_LABELS};
+use crate::event::Report;
 use crate::reject::Reject;
 use crate::spool::SpoolMetrics;
 
@@ -29,6 +33,9 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     /// `tollgate_connection_errors_total`: connections that ended in an HTTP protocol error or timeout.
     pub connection_errors: IntCounter,
+    /// `tollgate_config_reloads_total{outcome}`: `applied` or `rejected` (the old snapshot keeps serving).
+    pub config_reloads: IntCounterVec,
+    pub pii: PiiMetrics,
     pub spool: Arc<SpoolMetrics>,
 }
 
@@ -102,6 +109,12 @@ impl Metrics {
             )?,
             request_seconds,
             connection_errors,
+            config_reloads: counter_vec(
+                "tollgate_config_reloads_total",
+                "Config reloads, by outcome.",
+                &["outcome"],
+            )?,
+            pii: PiiMetrics::register(registry)?,
             spool: Arc::new(SpoolMetrics::register(registry)?),
         })
     }
@@ -120,4 +133,110 @@ pub fn render(registry: &Registry) -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Minimization metrics. Counters are resolved once per tenant, field and action, then cached, so recording a
+/// request's [`Report`] costs one map lookup, not one label hash per field.
+pub struct PiiMetrics {
+    /// `tollgate_pii_actions_total{tenant,field,action}`.
+    actions: IntCounterVec,
+    /// `tollgate_pii_detections_total{tenant,kind}`: detector hits, by detector.
+    detections: IntCounterVec,
+    /// `tollgate_suppressed_events_total{tenant}`: events dropped because their subject asked to be forgotten.
+    pub suppressed: IntCounterVec,
+    /// `tollgate_strict_profile_events_total{tenant}`: events minimized with the strict profile (GPC, DNT, consent).
+    pub strict: IntCounterVec,
+    cache: RwLock<HashMap<String, Arc<TenantPii>>>,
+}
+
+struct TenantPii {
+    actions: Vec<OnceLock<IntCounter>>,
+    detections: Vec<OnceLock<IntCounter>>,
+}
+
+impl PiiMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(Self {
+            actions: vec(
+                "tollgate_pii_actions_total",
+                "Minimization actions applied, by tenant, field and action.",
+                &["tenant", "field", "action"],
+            )?,
+            detections: vec(
+                "tollgate_pii_detections_total",
+                "Personal data found and redacted in free text, by tenant and detector.",
+                &["tenant", "kind"],
+            )?,
+            suppressed: vec(
+                "tollgate_suppressed_events_total",
+                "Events dropped because their subject is on the suppression list, by tenant.",
+                &["tenant"],
+            )?,
+            strict: vec(
+                "tollgate_strict_profile_events_total",
+                "Events minimized with the strict profile (GPC, DNT or consent false), by tenant.",
+                &["tenant"],
+            )?,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn tenant(&self, tenant: &str) -> Arc<TenantPii> {
+        if let Some(t) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+        {
+            return t.clone();
+        }
+        let fresh = Arc::new(TenantPii {
+            actions: (0..Field::ALL.len() * ACTION_LABELS.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            detections: (0..DetectorKind::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        });
+        let mut w = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        w.entry(tenant.to_string()).or_insert(fresh).clone()
+    }
+
+    /// Adds one tenant's minimization report.
+    pub fn record(&self, tenant: &str, report: &Report) {
+        let t = self.tenant(tenant);
+        for (fi, counts) in report.actions.iter().enumerate() {
+            for (ai, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let field = Field::ALL[fi].path();
+                let c = t.actions[fi * ACTION_LABELS.len() + ai].get_or_init(|| {
+                    self.actions
+                        .with_label_values(&[tenant, field, ACTION_LABELS[ai]])
+                });
+                c.inc_by(n.into());
+            }
+        }
+        for (ki, kind) in DetectorKind::ALL.iter().enumerate() {
+            let n = report.hits.get(*kind);
+            if n > 0 {
+                let c = t.detections[ki]
+                    .get_or_init(|| self.detections.with_label_values(&[tenant, kind.label()]));
+                c.inc_by(n.into());
+            }
+        }
+        if report.suppressed > 0 {
+            self.suppressed
+                .with_label_values(&[tenant])
+                .inc_by(report.suppressed.into());
+        }
+        if report.strict > 0 {
+            self.strict
+                .with_label_values(&[tenant])
+                .inc_by(report.strict.into());
+        }
+    }
 }

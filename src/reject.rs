@@ -45,6 +45,8 @@ pub enum Reject {
     },
     #[error("field value is not allowed: {detail}")]
     InvalidValue { field: String, detail: &'static str },
+    #[error("field is not part of schema v1 and this site rejects unknown fields")]
+    UnknownField { field: String },
     #[error("site is not a configured tenant")]
     UnknownSite { field: String },
     #[error("origin is not allowed for this site")]
@@ -75,6 +77,7 @@ impl Reject {
         "missing_field",
         "wrong_type",
         "invalid_value",
+        "unknown_field",
         "unknown_site",
         "origin_not_allowed",
         "spool_full",
@@ -101,6 +104,7 @@ impl Reject {
             Reject::MissingField { .. } => "missing_field",
             Reject::WrongType { .. } => "wrong_type",
             Reject::InvalidValue { .. } => "invalid_value",
+            Reject::UnknownField { .. } => "unknown_field",
             Reject::UnknownSite { .. } => "unknown_site",
             Reject::OriginNotAllowed => "origin_not_allowed",
             Reject::SpoolFull => "spool_full",
@@ -128,7 +132,8 @@ impl Reject {
             | Reject::EmptyBatch
             | Reject::MissingField { .. }
             | Reject::WrongType { .. }
-            | Reject::InvalidValue { .. } => StatusCode::BAD_REQUEST,
+            | Reject::InvalidValue { .. }
+            | Reject::UnknownField { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -141,6 +146,7 @@ impl Reject {
             | Reject::MissingField { field }
             | Reject::WrongType { field, .. }
             | Reject::InvalidValue { field, .. }
+            | Reject::UnknownField { field }
             | Reject::UnknownSite { field } => Some(field),
             _ => None,
         }
@@ -165,6 +171,7 @@ impl Reject {
             | Reject::MissingField { field }
             | Reject::WrongType { field, .. }
             | Reject::InvalidValue { field, .. }
+            | Reject::UnknownField { field }
             | Reject::UnknownSite { field } => {
                 *field = if field.is_empty() {
                     format!("events[{i}]")
@@ -251,6 +258,7 @@ mod tests {
                 field: field(),
                 detail: "x",
             },
+            Reject::UnknownField { field: field() },
             Reject::UnknownSite { field: field() },
             Reject::OriginNotAllowed,
             Reject::SpoolFull,

@@ -86,7 +86,7 @@ async fn torn_last_record_recovers_every_earlier_record() {
 
     let snap = tollgate::config::load(&fx.config_path(), tollgate::config::LoadMode::Run).unwrap();
     let (app, recovery) =
-        tollgate::app::App::new(snap, Arc::new(tollgate::clock::FixedClock::new(0))).unwrap();
+        tollgate::app::App::new(snap, Arc::new(tollgate::clock::FixedClock::new(0)), None).unwrap();
     assert_eq!(recovery.torn_tails, 1);
     assert_eq!(recovery.records, 4);
     assert_eq!(app.ctx().metrics.spool.torn_tails.get(), 1);

@@ -2,6 +2,8 @@
 //! setting is an error, never a silent no-op. Values stay loose here (strings, integers); `validate` turns them
 //! into the runtime form and reports every mistake at once.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -19,7 +21,31 @@ pub struct ConfigFile {
     #[serde(default)]
     pub spool: SpoolFile,
     #[serde(default)]
+    pub geo: GeoFile,
+    /// Policy profiles by name; `default` and `strict` exist built in and may be overridden here.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileFile>,
+    #[serde(default)]
     pub tenants: Vec<TenantFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoFile {
+    /// MaxMind-format database (GeoIP2/GeoLite2 country or the flat `country_code` layout).
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// Field path → action, e.g. `"customer.age" = "generalize:age_band"`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Detectors that `redact` runs: any of "email", "phone", "card", "iban", "ip". Default: all.
+    pub detectors: Option<Vec<String>>,
+    /// Query keys `scrub_url` keeps; a trailing `*` matches a prefix. Default: ["utm_*"].
+    pub url_query_allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +156,27 @@ pub struct TenantFile {
     pub allowed_origins: Vec<String>,
     pub keys: Vec<KeyFile>,
     pub active_key: String,
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    #[serde(default = "strict_profile")]
+    pub strict_profile: String,
+    /// "drop" (count and drop unknown event keys) or "reject" (refuse the request: strict mode).
+    #[serde(default = "drop")]
+    pub unknown_fields: String,
+    /// File of hashed subject identifiers to drop at the edge (`tollgate suppress` prints entries).
+    pub suppression_file: Option<String>,
+}
+
+fn default_profile() -> String {
+    "default".into()
+}
+
+fn strict_profile() -> String {
+    "strict".into()
+}
+
+fn drop() -> String {
+    "drop".into()
 }
 
 #[derive(Debug, Deserialize)]

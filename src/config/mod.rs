@@ -3,6 +3,7 @@
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
 mod file;
+mod tenants;
 mod validate;
 
 use std::collections::HashMap;
@@ -15,7 +16,10 @@ use std::time::Duration;
 pub use file::ConfigFile;
 pub use validate::validate;
 
-use crate::keys::HmacKey;
+use crate::event::minimize::geo::Geo;
+use crate::event::minimize::policy::Profile;
+use crate::event::minimize::suppress::Suppression;
+use crate::keys::KeyRing;
 use crate::spool::SpoolConfig;
 
 /// The running configuration. Built whole, then swapped in whole.
@@ -28,6 +32,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     pub spool: SpoolConfig,
     pub tenants: HashMap<String, Tenant>,
+    /// GeoIP database for `client.country`; `None` disables country lookup.
+    pub geo: Option<Arc<Geo>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -77,7 +83,14 @@ pub struct Tenant {
     pub site: String,
     /// Lower-cased `scheme://host[:port]`; a request with an `Origin` header must match one.
     pub allowed_origins: Vec<String>,
-    pub active_key: Arc<HmacKey>,
+    /// Every configured key; the active one hashes, all of them match suppression entries.
+    pub keys: KeyRing,
+    /// The profile for ordinary requests and the one for opted-out visitors (GPC, DNT, `consent: false`).
+    pub profile: Arc<Profile>,
+    pub strict: Arc<Profile>,
+    /// Unknown event keys: refused (`true`, "strict mode") or dropped and counted.
+    pub reject_unknown_fields: bool,
+    pub suppression: Suppression,
 }
 
 /// Whether loading may write: `Run` creates the data dir and development material, `Check` never writes.
@@ -144,4 +157,22 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
 fn line_of(text: &str, offset: usize) -> String {
     let line = text[..offset.min(text.len())].matches('\n').count() + 1;
     format!(":{line}")
+}
+
+#[cfg(test)]
+impl Tenant {
+    /// A tenant with the built-in profiles and two keys (`k1` active, `k2`), for unit tests.
+    pub(crate) fn for_test(site: &str, origins: &[&str]) -> Tenant {
+        let k1 = Arc::new(crate::keys::HmacKey::new("k1", &[1u8; 32]));
+        let k2 = Arc::new(crate::keys::HmacKey::new("k2", &[2u8; 32]));
+        Tenant {
+            site: site.into(),
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            keys: KeyRing::new(vec![k1, k2], "k1").expect("k1 is among the keys"),
+            profile: Arc::new(Profile::builtin_default()),
+            strict: Arc::new(Profile::builtin_strict()),
+            reject_unknown_fields: false,
+            suppression: Suppression::default(),
+        }
+    }
 }

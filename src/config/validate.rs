@@ -1,22 +1,21 @@
 //! From `ConfigFile` to `Snapshot`: every check runs, every failure is collected with its path.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{ConfigFile, KeyFile, LimitsFile, TenantFile, TimeoutsFile};
-use super::{ConfigError, ConfigErrors, Limits, Listen, LoadMode, Snapshot, Tenant, Timeouts};
-use crate::keys::{self, HmacKey, KeySource, Missing};
+use super::file::{ConfigFile, LimitsFile, TimeoutsFile};
+use super::{ConfigError, ConfigErrors, Limits, Listen, LoadMode, Snapshot, Timeouts};
+use crate::event::minimize::geo::Geo;
 use crate::spool::SpoolConfig;
 use crate::tls;
 
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(super) struct Errors(pub(super) Vec<ConfigError>);
 
 impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError {
             path: path.into(),
             message: message.into(),
@@ -40,7 +39,9 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let limits = limits(&file.limits, &mut errs);
     let timeouts = timeouts(&file.timeouts, &mut errs);
     let spool = spool(&file, &data_dir, &mut errs);
-    let tenants = tenants(&file.tenants, base, mode, &mut errs);
+    let profiles = super::tenants::profiles(&file.profiles, &mut errs);
+    let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
+    let geo = geo(&file, base, &mut errs);
     let tls = tls_material(&file, base, mode, &mut errs);
     match (listen, limits, timeouts, spool, tls) {
         (Some(listen), Some(limits), Some(timeouts), Some(spool), Some((tls, dev_ca)))
@@ -54,6 +55,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
                 timeouts,
                 spool,
                 tenants,
+                geo,
             })
         }
         _ => Err(ConfigErrors(errs.0)),
@@ -200,120 +202,16 @@ fn tls_material(
         .ok()
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn tenants(
-    list: &[TenantFile],
-    base: &Path,
-    mode: LoadMode,
-    errs: &mut Errors,
-) -> HashMap<String, Tenant> {
-    let mut out = HashMap::new();
-    for (i, t) in list.iter().enumerate() {
-        let at = format!("tenants[{i}]");
-        if !is_token(&t.site) {
-            errs.push(
-                format!("{at}.site"),
-                "must be 1-64 characters of A-Z a-z 0-9 _ -",
-            );
-        } else if out.contains_key(&t.site) {
-            errs.push(format!("{at}.site"), format!("duplicate site {:?}", t.site));
-        }
-        let allowed_origins = origins(&t.allowed_origins, &at, errs);
-        let active_key = tenant_keys(t, &at, base, mode, errs);
-        if let Some(active_key) = active_key {
-            out.insert(
-                t.site.clone(),
-                Tenant {
-                    site: t.site.clone(),
-                    allowed_origins,
-                    active_key,
-                },
-            );
-        }
+/// The GeoIP database: optional; a configured but missing file disables geo with a warning (a fresh install
+/// has no database until `deploy/fetch-geoip.sh` ran), a present but unreadable one is an error.
+fn geo(file: &ConfigFile, base: &Path, errs: &mut Errors) -> Option<Arc<Geo>> {
+    let path = base.join(file.geo.database.as_deref()?);
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "GeoIP database not found: country lookup disabled");
+        return None;
     }
-    out
-}
-
-fn origins(list: &[String], at: &str, errs: &mut Errors) -> Vec<String> {
-    let mut out = Vec::with_capacity(list.len());
-    for (j, o) in list.iter().enumerate() {
-        let lower = o.to_ascii_lowercase();
-        let rest = lower
-            .strip_prefix("https://")
-            .or_else(|| lower.strip_prefix("http://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => out.push(lower),
-            _ => errs.push(
-                format!("{at}.allowed_origins[{j}]"),
-                format!("{o:?} is not an origin like \"https://shop.example\" (scheme and host, no path)"),
-            ),
-        }
-    }
-    out
-}
-
-fn tenant_keys(
-    t: &TenantFile,
-    at: &str,
-    base: &Path,
-    mode: LoadMode,
-    errs: &mut Errors,
-) -> Option<Arc<HmacKey>> {
-    let mut ids = HashSet::new();
-    let mut active = None;
-    for (j, k) in t.keys.iter().enumerate() {
-        let kat = format!("{at}.keys[{j}]");
-        if !is_token(&k.id) {
-            errs.push(
-                format!("{kat}.id"),
-                "must be 1-64 characters of A-Z a-z 0-9 _ -",
-            );
-        } else if !ids.insert(k.id.as_str()) {
-            errs.push(format!("{kat}.id"), format!("duplicate key id {:?}", k.id));
-        }
-        let Some(secret) = key_secret(k, &kat, base, mode, errs) else {
-            continue;
-        };
-        if k.id == t.active_key {
-            active = Some(Arc::new(HmacKey::new(k.id.clone(), &secret)));
-        }
-    }
-    if !ids.contains(t.active_key.as_str()) {
-        errs.push(
-            format!("{at}.active_key"),
-            format!("{:?} is not one of this tenant's key ids", t.active_key),
-        );
-    }
-    active
-}
-
-fn key_secret(
-    k: &KeyFile,
-    kat: &str,
-    base: &Path,
-    mode: LoadMode,
-    errs: &mut Errors,
-) -> Option<Vec<u8>> {
-    let source = match (&k.file, &k.env) {
-        (Some(f), None) => KeySource::File(base.join(f)),
-        (None, Some(e)) => KeySource::Env(e.clone()),
-        _ => {
-            errs.push(kat.to_string(), "set exactly one of `file` or `env`");
-            return None;
-        }
-    };
-    let missing = match (k.generate_if_missing, mode) {
-        (false, _) => Missing::Fail,
-        (true, LoadMode::Check) => Missing::GenerateInMemory,
-        (true, LoadMode::Run) => Missing::GenerateAndWrite,
-    };
-    keys::load(&source, missing)
-        .map_err(|e| errs.push(kat.to_string(), e.to_string()))
+    Geo::open(&path)
+        .map(Arc::new)
+        .map_err(|e| errs.push("geo.database", e.to_string()))
         .ok()
 }

@@ -7,10 +7,8 @@ pub mod decode;
 pub mod minimize;
 pub mod validate;
 
-use serde::Serialize;
-
 pub use decode::decode;
-pub use minimize::minimize;
+pub use minimize::{minimize, ClientMeta, Context, Outcome, Report};
 pub use validate::validate;
 
 /// One event object out of a request body, with its position when the body was a batch.
@@ -20,8 +18,17 @@ pub struct RawEvent {
     pub(crate) object: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+impl RawEvent {
+    /// A single (non-batch) event from an already parsed object, for tests and benchmarks that skip `decode`.
+    pub fn for_tests(object: serde_json::Map<String, serde_json::Value>) -> RawEvent {
+        RawEvent {
+            index: None,
+            object,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     PageView,
     CartUpdate,
@@ -32,6 +39,17 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PageView => "page_view",
+            Self::CartUpdate => "cart_update",
+            Self::CheckoutStarted => "checkout_started",
+            Self::Purchase => "purchase",
+            Self::PlanView => "plan_view",
+            Self::Identify => "identify",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "page_view" => Self::PageView,
@@ -59,8 +77,12 @@ pub struct ValidEvent {
     pub plan: Option<Plan>,
     pub shipping: Option<Shipping>,
     pub converted: Option<bool>,
+    /// `false` means the visitor declined: the tenant's strict profile applies.
+    pub consent: Option<bool>,
     /// Keys outside schema v1, dropped during validation (counted by the caller).
     pub unknown_fields: u32,
+    /// Path of the first unknown key, for tenants that reject unknown fields.
+    pub first_unknown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -70,43 +92,31 @@ pub struct Customer {
     pub age: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Cart {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<Item>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Item {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub qty: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Transaction {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
@@ -121,30 +131,12 @@ pub struct Shipping {
 }
 
 /// An event with personal data removed; the only thing the spool stores. Built only by `minimize`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MinimizedEvent {
     pub(in crate::event) site: String,
-    #[serde(rename = "type")]
-    pub(in crate::event) kind: EventType,
     pub(in crate::event) event_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) ts: Option<i64>,
-    /// Server receive time, milliseconds since the epoch.
-    pub(in crate::event) received_ms: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) page_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) customer: Option<minimize::MinCustomer>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) cart: Option<Cart>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) transaction: Option<Transaction>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) plan: Option<Plan>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) shipping: Option<minimize::MinShipping>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) converted: Option<bool>,
+    /// The whole stored record as JSON bytes, `site`, `type`, `event_id` and `received_ms` included.
+    pub(in crate::event) record: Vec<u8>,
 }
 
 impl MinimizedEvent {
@@ -156,28 +148,24 @@ impl MinimizedEvent {
         &self.event_id
     }
 
-    /// Serialized form stored in the spool: one JSON object.
+    /// The record the spool stores: one JSON object.
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
+
     pub fn to_record(&self) -> Vec<u8> {
-        // Only strings, numbers, bools and derived structs: serialization cannot fail. Non-finite floats
-        // were refused by `validate`.
-        serde_json::to_vec(self).unwrap_or_default()
+        self.record.clone()
     }
 
     #[cfg(test)]
     pub(crate) fn for_test(site: &str, event_id: &str) -> Self {
+        let record = serde_json::json!({"site": site, "event_id": event_id})
+            .to_string()
+            .into_bytes();
         Self {
             site: site.into(),
-            kind: EventType::PageView,
             event_id: event_id.into(),
-            ts: None,
-            received_ms: 0,
-            page_url: None,
-            customer: None,
-            cart: None,
-            transaction: None,
-            plan: None,
-            shipping: None,
-            converted: None,
+            record,
         }
     }
 }

@@ -123,10 +123,21 @@ impl Obj {
         }
         Ok(c)
     }
+}
 
-    /// Number of keys nobody asked for.
-    fn leftover(&self) -> u32 {
-        self.map.len() as u32
+/// Keys nobody asked for, across the whole event.
+#[derive(Default)]
+struct Unknown {
+    count: u32,
+    first: Option<String>,
+}
+
+impl Unknown {
+    fn add(&mut self, o: &Obj) {
+        self.count += o.map.len() as u32;
+        if self.first.is_none() {
+            self.first = o.map.keys().next().map(|k| o.field(k));
+        }
     }
 }
 
@@ -159,7 +170,7 @@ fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
     }
     let ts = o.uint("ts", i64::MAX as u64)?.map(|v| v as i64);
     let page_url = o.string("page_url")?;
-    let mut unknown = 0;
+    let mut unknown = Unknown::default();
     let customer = o
         .object("customer")?
         .map(|c| customer(c, &mut unknown))
@@ -181,6 +192,8 @@ fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
         .map(|s| shipping(s, &mut unknown))
         .transpose()?;
     let converted = o.boolean("converted")?;
+    let consent = o.boolean("consent")?;
+    unknown.add(&o);
     Ok(ValidEvent {
         site,
         kind,
@@ -193,21 +206,23 @@ fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
         plan,
         shipping,
         converted,
-        unknown_fields: unknown + o.leftover(),
+        consent,
+        unknown_fields: unknown.count,
+        first_unknown: unknown.first,
     })
 }
 
-fn customer(mut o: Obj, unknown: &mut u32) -> Result<Customer, Reject> {
+fn customer(mut o: Obj, unknown: &mut Unknown) -> Result<Customer, Reject> {
     let c = Customer {
         email: o.string("email")?,
         first_name: o.string("first_name")?,
         age: o.uint("age", 150)?.map(|a| a as u32),
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(c)
 }
 
-fn cart(mut o: Obj, unknown: &mut u32) -> Result<Cart, Reject> {
+fn cart(mut o: Obj, unknown: &mut Unknown) -> Result<Cart, Reject> {
     let value = o.number("value")?;
     let currency = o.currency("currency")?;
     let items = match o.take("items") {
@@ -239,7 +254,7 @@ fn cart(mut o: Obj, unknown: &mut u32) -> Result<Cart, Reject> {
             })
         }
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(Cart {
         value,
         currency,
@@ -247,37 +262,37 @@ fn cart(mut o: Obj, unknown: &mut u32) -> Result<Cart, Reject> {
     })
 }
 
-fn item(mut o: Obj, unknown: &mut u32) -> Result<Item, Reject> {
+fn item(mut o: Obj, unknown: &mut Unknown) -> Result<Item, Reject> {
     let i = Item {
         sku: o.string("sku")?,
         name: o.string("name")?,
         qty: o.uint("qty", u32::MAX as u64)?.map(|q| q as u32),
         price: o.number("price")?,
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(i)
 }
 
-fn transaction(mut o: Obj, unknown: &mut u32) -> Result<Transaction, Reject> {
+fn transaction(mut o: Obj, unknown: &mut Unknown) -> Result<Transaction, Reject> {
     let t = Transaction {
         id: o.string("id")?,
         total: o.number("total")?,
         currency: o.currency("currency")?,
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(t)
 }
 
-fn plan(mut o: Obj, unknown: &mut u32) -> Result<Plan, Reject> {
+fn plan(mut o: Obj, unknown: &mut Unknown) -> Result<Plan, Reject> {
     let p = Plan {
         id: o.string("id")?,
         name: o.string("name")?,
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(p)
 }
 
-fn shipping(mut o: Obj, unknown: &mut u32) -> Result<Shipping, Reject> {
+fn shipping(mut o: Obj, unknown: &mut Unknown) -> Result<Shipping, Reject> {
     let s = Shipping {
         first_name: o.string("first_name")?,
         last_name: o.string("last_name")?,
@@ -286,7 +301,7 @@ fn shipping(mut o: Obj, unknown: &mut u32) -> Result<Shipping, Reject> {
         region: o.string("region")?,
         country: o.string("country")?,
     };
-    *unknown += o.leftover();
+    unknown.add(&o);
     Ok(s)
 }
 

@@ -32,29 +32,15 @@ pub fn check<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::HmacKey;
-    use std::sync::Arc;
 
     #[test]
     fn table() {
         let mut tenants = HashMap::new();
-        let key = Arc::new(HmacKey::new("k1", &[0u8; 32]));
         tenants.insert(
             "demo".to_string(),
-            Tenant {
-                site: "demo".into(),
-                allowed_origins: vec!["https://shop.example".into()],
-                active_key: key.clone(),
-            },
+            Tenant::for_test("demo", &["https://shop.example"]),
         );
-        tenants.insert(
-            "quiet".to_string(),
-            Tenant {
-                site: "quiet".into(),
-                allowed_origins: vec![],
-                active_key: key,
-            },
-        );
+        tenants.insert("quiet".to_string(), Tenant::for_test("quiet", &[]));
         let cases: &[(&str, Option<&str>, Result<&str, Reject>)] = &[
             ("demo", None, Ok("demo")),
             ("demo", Some("https://shop.example"), Ok("demo")),

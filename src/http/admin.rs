@@ -1,4 +1,5 @@
-//! The admin listener (loopback only): `GET /metrics` in Prometheus text format and `GET /healthz`.
+//! The admin listener (loopback only): `GET /metrics` in Prometheus text format, `GET /healthz`, and
+//! `POST /admin/reload` (validate the config file and swap it in, or keep the running one and say why).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,8 +27,32 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
             res
         }
         ("/healthz", &Method::GET) => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        ("/admin/reload", &Method::POST) => reload(ctx).await,
+        ("/admin/reload", _) => Reject::MethodNotAllowed { allow: "POST" }.into_response(),
         ("/metrics" | "/healthz", _) => Reject::MethodNotAllowed { allow: "GET" }.into_response(),
         _ => Reject::NotFound.into_response(),
     };
     Ok(res)
+}
+
+async fn reload(ctx: Arc<Ctx>) -> Resp {
+    let result = tokio::task::spawn_blocking(move || ctx.reload()).await;
+    let (status, body) = match result {
+        Ok(Ok(())) => (StatusCode::OK, serde_json::json!({"status": "reloaded"})),
+        Ok(Err(e)) => (
+            StatusCode::CONFLICT,
+            serde_json::json!({"error": "reload_rejected", "detail": e.to_string()}),
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": "reload_failed"}),
+        ),
+    };
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }

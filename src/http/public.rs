@@ -4,6 +4,7 @@
 //! client can fix and resend the request without creating duplicates.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,21 +14,25 @@ use hyper::{Method, Request, StatusCode};
 
 use super::{body, json, Resp};
 use crate::app::Ctx;
-use crate::event::{self, MinimizedEvent};
+use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
 use crate::guard::access;
 use crate::reject::Reject;
 use crate::spool::SpoolError;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 
-pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    peer: SocketAddr,
+) -> Result<Resp, Infallible> {
     let started = Instant::now();
     let route = match req.uri().path() {
         "/v1/events" => "events",
         "/healthz" => "healthz",
         _ => "other",
     };
-    let mut res = match dispatch(req, &ctx).await {
+    let mut res = match dispatch(req, &ctx, peer).await {
         Ok(res) => res,
         Err(reject) => {
             ctx.metrics.reject(&reject);
@@ -45,9 +50,9 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
     Ok(res)
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<Resp, Reject> {
     match (req.uri().path(), req.method()) {
-        ("/v1/events", &Method::POST) => ingest(req, ctx).await,
+        ("/v1/events", &Method::POST) => ingest(req, ctx, peer).await,
         ("/v1/events", _) => Err(Reject::MethodNotAllowed { allow: "POST" }),
         ("/healthz", &Method::GET | &Method::HEAD) => {
             Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
@@ -70,7 +75,26 @@ fn content_type_ok(req: &Request<Incoming>) -> bool {
     media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("text/plain")
 }
 
-async fn ingest(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
+fn header_is_one(req: &Request<Incoming>, name: &str) -> bool {
+    req.headers()
+        .get(name)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
+}
+
+/// What minimization may derive from (never copy out of) the request: address, user agent, opt-out signals.
+fn client_meta(req: &Request<Incoming>, peer: SocketAddr, ctx: &Ctx) -> ClientMeta {
+    ClientMeta {
+        ip: peer.ip().to_canonical(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ctx.user_agents.reduce(ua)),
+        opted_out: header_is_one(req, "sec-gpc") || header_is_one(req, "dnt"),
+    }
+}
+
+async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<Resp, Reject> {
     if !content_type_ok(&req) {
         return Err(Reject::UnsupportedMediaType);
     }
@@ -79,6 +103,7 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
         .headers()
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("invalid").to_string());
+    let client = client_meta(&req, peer, ctx);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -93,26 +118,57 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx) -> Result<Resp, Reject> {
     let raw = event::decode(&bytes, &snap.limits)?;
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
+    // One report per tenant in the request (almost always exactly one).
+    let mut reports: Vec<(&str, Report, u64)> = Vec::with_capacity(1);
     for r in raw {
         let index = r.index;
         let valid = event::validate(r)?;
         let tenant = access::check(&valid.site, origin.as_deref(), &snap.tenants)
             .map_err(|e| e.in_event(index))?;
-        if valid.unknown_fields > 0 {
+        if let (true, Some(field)) = (tenant.reject_unknown_fields, &valid.first_unknown) {
+            return Err(Reject::UnknownField {
+                field: field.clone(),
+            }
+            .in_event(index));
+        }
+        let slot = match reports.iter().position(|(site, ..)| *site == tenant.site) {
+            Some(i) => i,
+            None => {
+                reports.push((&tenant.site, Report::default(), 0));
+                reports.len() - 1
+            }
+        };
+        let (_, report, unknown) = &mut reports[slot];
+        *unknown += u64::from(valid.unknown_fields);
+        let mctx = Context {
+            tenant,
+            client: &client,
+            geo: snap.geo.as_deref(),
+            received_ms,
+        };
+        if let Outcome::Keep(m) = event::minimize(valid, &mctx, report) {
+            minimized.push(m);
+        }
+    }
+    if !minimized.is_empty() {
+        ctx.spool.append(&minimized).await.map_err(|e| match e {
+            SpoolError::Full => Reject::SpoolFull,
+            other => {
+                tracing::error!(error = %other, "spool append failed");
+                Reject::SpoolUnavailable
+            }
+        })?;
+    }
+    // Counted only once the request is accepted: a refused request is retried and would count twice.
+    for (site, report, unknown) in &reports {
+        ctx.metrics.pii.record(site, report);
+        if *unknown > 0 {
             ctx.metrics
                 .unknown_fields_dropped
-                .with_label_values(&[&tenant.site])
-                .inc_by(valid.unknown_fields.into());
+                .with_label_values(&[site])
+                .inc_by(*unknown);
         }
-        minimized.push(event::minimize(valid, &tenant.active_key, received_ms));
     }
-    ctx.spool.append(&minimized).await.map_err(|e| match e {
-        SpoolError::Full => Reject::SpoolFull,
-        other => {
-            tracing::error!(error = %other, "spool append failed");
-            Reject::SpoolUnavailable
-        }
-    })?;
     for ev in &minimized {
         ctx.metrics
             .events_accepted

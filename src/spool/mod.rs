@@ -155,7 +155,7 @@ impl Spool {
         }
         let mut frames = Vec::new();
         for event in events {
-            segment::encode_into(&mut frames, &event.to_record())?;
+            segment::encode_into(&mut frames, event.record())?;
         }
         let (reply, answer) = oneshot::channel();
         let pending = writer::Pending {

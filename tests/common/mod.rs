@@ -79,7 +79,12 @@ file = "demo.key"
     /// Boots the server in-process with a fixed clock.
     pub async fn start(&self) -> Running {
         let snap = config::load(&self.config_path(), LoadMode::Run).expect("valid test config");
-        let (app, _) = App::new(snap, Arc::new(FixedClock::new(NOW_MS))).unwrap();
+        let (app, _) = App::new(
+            snap,
+            Arc::new(FixedClock::new(NOW_MS)),
+            Some(self.config_path()),
+        )
+        .unwrap();
         app.start().await.unwrap()
     }
 

@@ -1,67 +1,307 @@
-//! minimize: `ValidEvent` → `MinimizedEvent`, the last step before anything is written. Guarantees, by
-//! construction: the client IP is never an input, so it is never stored; `customer.email` leaves only as
-//! `email_hash` = HMAC-SHA256(tenant key, lower(trim(email))) tagged with the key id; first and last names and
-//! the street are dropped; age becomes a band; the postal code keeps its leading characters; `page_url` loses
-//! its fragment and every query key outside `utm_*`.
-//! (The declarative per-tenant policy engine replaces these fixed defaults in a later stage of the roadmap.)
+//! minimize: `ValidEvent` → `MinimizedEvent`, the last step before anything is written. Guarantees:
+//! - the client IP is never written: only the country (GeoIP) and, if the tenant's profile asks, its /24 or /48;
+//! - the raw user agent is never written: only browser family, major version and device class;
+//! - every field gets exactly the action its tenant's profile names ([`policy`]): keep, drop, keyed hash,
+//!   truncate, generalize, scrub_url, redact (the [`detect`] scanners for e-mail, phone, card, IBAN, IP);
+//! - `Sec-GPC: 1`, `DNT: 1` or `"consent": false` switch the event to the tenant's strict profile, which by
+//!   construction keeps no identifier, hashed or not;
+//! - an event whose subject is on the tenant's suppression list is dropped here ([`suppress`]).
+//!
+//! Only this module can build a `MinimizedEvent`, and the spool accepts nothing else.
 
 pub mod detect;
 pub mod geo;
+mod out;
+pub mod policy;
+pub mod suppress;
+pub mod url;
+pub mod useragent;
 
-use serde::Serialize;
+use std::net::IpAddr;
 
-use super::{MinimizedEvent, Shipping, ValidEvent};
+use std::borrow::Cow;
+
+use self::detect::{redact, Hits};
+use self::geo::Geo;
+use self::out::Obj;
+use self::policy::{Action, Field, Profile, ACTION_LABELS, FIELD_COUNT};
+use super::{MinimizedEvent, ValidEvent};
+use crate::config::Tenant;
 use crate::keys::HmacKey;
 
-/// Leading characters of a postal code kept by default.
-pub const POSTAL_PREFIX: usize = 2;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MinCustomer {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) email_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) age_band: Option<&'static str>,
+/// What the request said about its sender; none of it is stored as is.
+#[derive(Debug, Clone)]
+pub struct ClientMeta {
+    pub ip: IpAddr,
+    /// Already reduced: the raw header never reaches minimization.
+    pub user_agent: Option<useragent::UaSummary>,
+    /// `Sec-GPC: 1` or `DNT: 1` was sent.
+    pub opted_out: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MinShipping {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) postal_prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(in crate::event) country: Option<String>,
+pub struct Context<'a> {
+    pub tenant: &'a Tenant,
+    pub client: &'a ClientMeta,
+    pub geo: Option<&'a Geo>,
+    pub received_ms: i64,
 }
 
-pub fn minimize(ev: ValidEvent, key: &HmacKey, received_ms: i64) -> MinimizedEvent {
-    let customer = ev.customer.map(|c| MinCustomer {
-        email_hash: c.email.map(|e| key.tag(normalize_email(&e).as_bytes())),
-        age_band: c.age.map(age_band),
-    });
-    MinimizedEvent {
-        site: ev.site,
-        kind: ev.kind,
-        event_id: ev.event_id,
-        ts: ev.ts,
-        received_ms,
-        page_url: ev.page_url.map(|u| scrub_url(&u)),
-        customer: customer.filter(|c| c.email_hash.is_some() || c.age_band.is_some()),
-        cart: ev.cart,
-        transaction: ev.transaction,
-        plan: ev.plan,
-        shipping: ev.shipping.map(shipping),
-        converted: ev.converted,
+pub enum Outcome {
+    Keep(MinimizedEvent),
+    /// The subject is on the suppression list: nothing is stored.
+    Suppressed,
+}
+
+/// What minimization did, for the metrics: counts per field and action, detector hits, strict and suppressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub actions: [[u32; ACTION_LABELS.len()]; FIELD_COUNT],
+    pub hits: Hits,
+    pub strict: u32,
+    pub suppressed: u32,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            actions: [[0; ACTION_LABELS.len()]; FIELD_COUNT],
+            hits: Hits::default(),
+            strict: 0,
+            suppressed: 0,
+        }
     }
 }
 
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+impl Report {
+    pub fn count(&self, field: Field, action_label: &str) -> u32 {
+        ACTION_LABELS
+            .iter()
+            .position(|l| *l == action_label)
+            .map_or(0, |i| self.actions[field.index()][i])
+    }
 }
 
-pub fn age_band(age: u32) -> &'static str {
+pub fn normalize(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outcome {
+    let tenant = ctx.tenant;
+    if !tenant.suppression.is_empty() {
+        let email = ev.customer.as_ref().and_then(|c| c.email.as_deref());
+        if email.is_some_and(|e| tenant.suppression.matches(&normalize(e), &tenant.keys)) {
+            report.suppressed += 1;
+            return Outcome::Suppressed;
+        }
+    }
+    let strict = ctx.client.opted_out || ev.consent == Some(false);
+    report.strict += u32::from(strict);
+    let profile = if strict {
+        &tenant.strict
+    } else {
+        &tenant.profile
+    };
+    let mut w = Writer {
+        profile,
+        key: tenant.keys.active(),
+        report,
+    };
+    let mut root = Obj::with_capacity(512);
+    root.str("site", "", &ev.site);
+    root.str("type", "", ev.kind.as_str());
+    let event_id = w.event_id(ev.event_id);
+    root.str("event_id", "", &event_id);
+    root.int("received_ms", ctx.received_ms);
+    w.int(&mut root, Field::Ts, ev.ts);
+    w.text(&mut root, Field::PageUrl, ev.page_url);
+    if let Some(c) = ev.customer {
+        let mut m = Obj::with_capacity(128);
+        w.text(&mut m, Field::CustomerEmail, c.email);
+        w.text(&mut m, Field::CustomerFirstName, c.first_name);
+        w.int(&mut m, Field::CustomerAge, c.age.map(i64::from));
+        root.obj("customer", m);
+    }
+    if let Some(c) = ev.cart {
+        let mut m = Obj::with_capacity(128);
+        w.money(&mut m, Field::CartValue, c.value);
+        w.text(&mut m, Field::CartCurrency, c.currency);
+        let items = c.items.into_iter().map(|i| w.item(i)).collect();
+        m.objs("items", items);
+        root.obj("cart", m);
+    }
+    if let Some(t) = ev.transaction {
+        let mut m = Obj::with_capacity(64);
+        w.text(&mut m, Field::TransactionId, t.id);
+        w.money(&mut m, Field::TransactionTotal, t.total);
+        w.text(&mut m, Field::TransactionCurrency, t.currency);
+        root.obj("transaction", m);
+    }
+    if let Some(p) = ev.plan {
+        let mut m = Obj::with_capacity(64);
+        w.text(&mut m, Field::PlanId, p.id);
+        w.text(&mut m, Field::PlanName, p.name);
+        root.obj("plan", m);
+    }
+    if let Some(s) = ev.shipping {
+        let mut m = Obj::with_capacity(64);
+        for (field, value) in [
+            (Field::ShippingFirstName, s.first_name),
+            (Field::ShippingLastName, s.last_name),
+            (Field::ShippingStreet, s.street),
+            (Field::ShippingPostalCode, s.postal_code),
+            (Field::ShippingRegion, s.region),
+            (Field::ShippingCountry, s.country),
+        ] {
+            w.text(&mut m, field, value);
+        }
+        root.obj("shipping", m);
+    }
+    if let Some(b) = ev.converted {
+        if w.action(Field::Converted) == Action::Keep {
+            root.bool("converted", b);
+        }
+    }
+    w.client(&mut root, ctx);
+    Outcome::Keep(MinimizedEvent {
+        site: tenant.site.clone(),
+        event_id,
+        record: root.finish(),
+    })
+}
+
+fn leaf(field: Field) -> &'static str {
+    field.path().rsplit('.').next().unwrap_or_default()
+}
+
+/// The key suffix for a field under an action: derived values get one so downstream never mistakes a hash or
+/// a band for the original.
+fn suffix(action: Action) -> &'static str {
+    match action {
+        Action::Hash => "_hash",
+        Action::AgeBand => "_band",
+        Action::Prefix(_) => "_prefix",
+        Action::Network => "_network",
+        _ => "",
+    }
+}
+
+struct Writer<'a> {
+    profile: &'a Profile,
+    key: &'a HmacKey,
+    report: &'a mut Report,
+}
+
+impl Writer<'_> {
+    fn action(&mut self, field: Field) -> Action {
+        let a = self.profile.action(field);
+        self.report.actions[field.index()][a.label_index()] += 1;
+        a
+    }
+
+    fn event_id(&mut self, id: String) -> String {
+        match self.action(Field::EventId) {
+            Action::Keep => id,
+            _ => match redact(&id, &self.profile.detectors, &mut self.report.hits) {
+                Cow::Borrowed(_) => id,
+                Cow::Owned(r) => r,
+            },
+        }
+    }
+
+    fn text(&mut self, out: &mut Obj, field: Field, value: Option<String>) {
+        let Some(v) = value else { return };
+        let action = self.action(field);
+        let (leaf, suffix) = (leaf(field), suffix(action));
+        let hits = &mut self.report.hits;
+        let detectors = &self.profile.detectors;
+        match action {
+            Action::Keep => out.str(leaf, suffix, &v),
+            Action::Drop => {}
+            Action::Hash => out.str(leaf, suffix, &self.key.tag(normalize(&v).as_bytes())),
+            Action::Truncate(n) => {
+                let cut = v.char_indices().nth(n).map_or(v.as_str(), |(i, _)| &v[..i]);
+                out.str(leaf, suffix, &redact(cut, detectors, hits));
+            }
+            Action::Redact => out.str(leaf, suffix, &redact(&v, detectors, hits)),
+            Action::ScrubUrl => out.str(leaf, suffix, &url::scrub_url(&v, self.profile, hits)),
+            Action::Prefix(n) => {
+                let p: String = v.chars().filter(|c| !c.is_whitespace()).take(n).collect();
+                out.str(leaf, suffix, &p.to_uppercase());
+            }
+            // `policy` lets only text actions reach text fields.
+            _ => {}
+        }
+    }
+
+    fn int(&mut self, out: &mut Obj, field: Field, value: Option<i64>) {
+        let Some(v) = value else { return };
+        let action = self.action(field);
+        match action {
+            Action::Keep => out.int(leaf(field), v),
+            Action::AgeBand => out.str(leaf(field), suffix(action), age_band(v)),
+            Action::Hour => out.int(leaf(field), v - v.rem_euclid(3_600_000)),
+            Action::Day => out.int(leaf(field), v - v.rem_euclid(86_400_000)),
+            _ => {}
+        }
+    }
+
+    fn money(&mut self, out: &mut Obj, field: Field, value: Option<f64>) {
+        let Some(v) = value else { return };
+        match self.action(field) {
+            Action::Keep => out.num(leaf(field), v),
+            Action::Round(step) => out.num(
+                leaf(field),
+                ((v / step).round() * step * 100.0).round() / 100.0,
+            ),
+            _ => {}
+        }
+    }
+
+    fn item(&mut self, i: super::Item) -> Obj {
+        let mut m = Obj::with_capacity(96);
+        self.text(&mut m, Field::ItemSku, i.sku);
+        self.text(&mut m, Field::ItemName, i.name);
+        if let Some(q) = i.qty {
+            if self.action(Field::ItemQty) == Action::Keep {
+                m.int("qty", q.into());
+            }
+        }
+        self.money(&mut m, Field::ItemPrice, i.price);
+        m
+    }
+
+    /// `client.country`, `client.ip_network`, `user_agent`: derived from the request, never copied from it.
+    fn client(&mut self, root: &mut Obj, ctx: &Context<'_>) {
+        let mut m = Obj::with_capacity(64);
+        let ip = ctx.client.ip;
+        if let Some(geo) = ctx.geo {
+            if self.action(Field::ClientCountry) == Action::Keep {
+                if let Some(cc) = geo.country(ip) {
+                    m.str("country", "", std::str::from_utf8(&cc).unwrap_or_default());
+                }
+            }
+        }
+        if self.action(Field::ClientIp) == Action::Network {
+            m.str("ip", "_network", &geo::network_prefix(ip));
+        }
+        root.obj("client", m);
+        if let Some(ua) = &ctx.client.user_agent {
+            if self.action(Field::UserAgent) == Action::Keep {
+                let mut u = Obj::with_capacity(64);
+                u.str("family", "", &ua.family);
+                if let Some(major) = ua.major {
+                    u.int("major", major.into());
+                }
+                u.str("device", "", ua.device);
+                root.obj("user_agent", u);
+            }
+        }
+    }
+}
+
+pub fn age_band(age: i64) -> &'static str {
     match age {
-        0..=17 => "under-18",
+        i64::MIN..=17 => "under-18",
         18..=24 => "18-24",
         25..=34 => "25-34",
         35..=44 => "35-44",
@@ -71,127 +311,5 @@ pub fn age_band(age: u32) -> &'static str {
     }
 }
 
-fn shipping(s: Shipping) -> MinShipping {
-    let postal_prefix = s.postal_code.map(|p| {
-        p.chars()
-            .filter(|c| !c.is_whitespace())
-            .take(POSTAL_PREFIX)
-            .collect::<String>()
-            .to_uppercase()
-    });
-    MinShipping {
-        postal_prefix,
-        region: s.region,
-        country: s.country,
-    }
-}
-
-/// Keeps scheme, host and path; drops the fragment and every query pair whose key does not start with `utm_`.
-pub fn scrub_url(url: &str) -> String {
-    let without_fragment = url.split('#').next().unwrap_or_default();
-    let (base, query) = match without_fragment.split_once('?') {
-        Some((b, q)) => (b, q),
-        None => return without_fragment.to_string(),
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.starts_with("utm_"))
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{decode, validate};
-
-    fn sample() -> ValidEvent {
-        let body = include_bytes!("../../../tests/fixtures/sample_event.json");
-        let limits = crate::config::Limits {
-            max_body_bytes: 65536,
-            max_events: 100,
-            max_depth: 16,
-            max_string_bytes: 2048,
-            max_object_keys: 64,
-            max_connections: 1,
-            max_header_count: 8,
-            max_header_bytes: 1024,
-            h2_max_concurrent_streams: 1,
-        };
-        validate(decode(body, &limits).unwrap().remove(0)).unwrap()
-    }
-
-    #[test]
-    fn sample_loses_its_personal_data() {
-        let key = HmacKey::new("k1", &[1u8; 32]);
-        let out = String::from_utf8(minimize(sample(), &key, 7).to_record()).unwrap();
-        for gone in [
-            "Ann",
-            "Example.com",
-            "example.com",
-            "Lee",
-            "Main St",
-            "1012",
-            "a@b.c",
-            "#checkout",
-        ] {
-            assert!(!out.contains(gone), "{gone} leaked: {out}");
-        }
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["customer"]["email_hash"], key.tag(b"ann@example.com"));
-        assert!(v["customer"]["email_hash"]
-            .as_str()
-            .unwrap()
-            .starts_with("k1:"));
-        assert_eq!(v["customer"]["age_band"], "25-34");
-        assert_eq!(v["shipping"]["postal_prefix"], "10");
-        assert_eq!(v["page_url"], "https://shop.example/cart?utm_source=mail");
-        assert_eq!(v["received_ms"], 7);
-        assert_eq!(v["cart"]["items"][0]["sku"], "TSHIRT-M");
-    }
-
-    #[test]
-    fn email_normalization_makes_hashes_equal() {
-        let key = HmacKey::new("k1", &[1u8; 32]);
-        let a = key.tag(normalize_email("  Ann@Example.COM ").as_bytes());
-        assert_eq!(a, key.tag(b"ann@example.com"));
-        let other = HmacKey::new("k2", &[2u8; 32]);
-        assert_ne!(a[3..], other.tag(b"ann@example.com")[3..]);
-    }
-
-    #[test]
-    fn url_scrubbing_table() {
-        let cases = [
-            ("https://s.example/p", "https://s.example/p"),
-            ("https://s.example/p?email=a@b.c", "https://s.example/p"),
-            (
-                "https://s.example/p?utm_source=x&token=1&utm_medium=y#frag",
-                "https://s.example/p?utm_source=x&utm_medium=y",
-            ),
-            ("https://s.example/p#a?utm_source=x", "https://s.example/p"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(scrub_url(input), want);
-        }
-    }
-
-    #[test]
-    fn age_bands_cover_every_age() {
-        let cases = [
-            (0, "under-18"),
-            (17, "under-18"),
-            (18, "18-24"),
-            (34, "25-34"),
-            (64, "55-64"),
-            (65, "65+"),
-            (150, "65+"),
-        ];
-        for (age, band) in cases {
-            assert_eq!(age_band(age), band);
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,348 @@
+//! The privacy engine through the real server: opt-out signals, suppression, key rotation on reload, GeoIP
+//! from a real .mmdb file, strict unknown-field mode, and secrets that never surface.
+
+mod common;
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use common::{dump, event, Client, Fixture, Proto};
+use serde_json::{json, Value};
+use tollgate::event::minimize::geo::Geo;
+use tollgate::event::{validate, ClientMeta, Context, Outcome, Report};
+
+fn purchase(id: &str, email: &str) -> Value {
+    json!({
+        "site": "demo", "type": "purchase", "event_id": id,
+        "customer": {"email": email, "first_name": "Ann", "age": 30},
+        "transaction": {"id": "order-991", "total": 10.0, "currency": "EUR"},
+        "shipping": {"first_name": "Ann", "last_name": "Lee", "street": "1 Main St", "postal_code": "1012 AB"}
+    })
+}
+
+/// Any key in the record that carries an identifier, hashed or not.
+fn identifiers(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let id_key = k.ends_with("_hash")
+                    || k == "ip_network"
+                    || ["email", "first_name", "last_name", "street"].contains(&k.as_str());
+                if id_key || (k == "transaction" && v.get("id").is_some()) {
+                    out.push(k.clone());
+                }
+                identifiers(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| identifiers(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn gpc_and_dnt_requests_store_no_identifiers() {
+    let fx = Fixture::new("");
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H2).await;
+    for (id, header) in [
+        ("plain", None),
+        ("gpc", Some(("sec-gpc", "1"))),
+        ("dnt", Some(("dnt", "1"))),
+        ("gpc0", Some(("sec-gpc", "0"))),
+    ] {
+        let mut req = common::request(
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            purchase(id, "ann@example.com").to_string().into(),
+        );
+        if let Some((name, value)) = header {
+            req.headers_mut().insert(name, value.parse().unwrap());
+        }
+        assert_eq!(c.send(req).await.status, 204);
+    }
+    let mut declined = purchase("consent-false", "ann@example.com");
+    declined["consent"] = json!(false);
+    assert_eq!(
+        c.post("application/json", declined.to_string())
+            .await
+            .status,
+        204
+    );
+    let strict = running
+        .ctx
+        .metrics
+        .pii
+        .strict
+        .with_label_values(&["demo"])
+        .get();
+    running.stop().await.unwrap();
+
+    let records = dump(&fx.spool_dir());
+    for r in &records {
+        let mut ids = Vec::new();
+        identifiers(r, &mut ids);
+        match r["event_id"].as_str().unwrap() {
+            "plain" | "gpc0" => assert_eq!(ids, ["email_hash", "transaction"], "{r}"),
+            _ => assert!(ids.is_empty(), "opted out but stored {ids:?}: {r}"),
+        }
+        assert_eq!(
+            r["customer"]["age_band"], "25-34",
+            "non-identifying data stays: {r}"
+        );
+    }
+    assert_eq!(records.len(), 5);
+    assert_eq!(strict, 3);
+}
+
+fn suppress_cli(config: &std::path::Path, email: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["suppress", "-c"])
+        .arg(config)
+        .args(["--site", "demo", email])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn suppressed_subjects_are_dropped_at_the_edge() {
+    let fx = Fixture::new("");
+    let entry = suppress_cli(&fx.config_path(), "  Forget.Me@Example.com ");
+    assert!(
+        entry.starts_with("k1:") && entry.trim().len() == 67,
+        "{entry}"
+    );
+    std::fs::write(
+        fx.dir.path().join("suppress.txt"),
+        format!("# erasure requests\n{entry}"),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
+        "active_key = \"k1\"",
+        "active_key = \"k1\"\nsuppression_file = \"suppress.txt\"",
+    );
+    std::fs::write(fx.config_path(), cfg).unwrap();
+
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    let body = json!([
+        purchase("forgotten", "forget.me@example.com"),
+        purchase("kept", "someone@example.com")
+    ]);
+    assert_eq!(
+        c.post("application/json", body.to_string()).await.status,
+        204
+    );
+    let suppressed = running
+        .ctx
+        .metrics
+        .pii
+        .suppressed
+        .with_label_values(&["demo"])
+        .get();
+    running.stop().await.unwrap();
+    let ids: Vec<String> = dump(&fx.spool_dir())
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["kept"]);
+    assert_eq!(suppressed, 1);
+}
+
+async fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out)
+}
+
+#[tokio::test]
+async fn key_rotation_takes_effect_on_reload() {
+    let fx = Fixture::new("");
+    let running = fx.start().await;
+    let admin_addr = running.admin_addr.unwrap();
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    assert_eq!(
+        c.post("application/json", event("before").to_string())
+            .await
+            .status,
+        204
+    );
+
+    // A broken config is refused and the running one keeps serving.
+    let good = std::fs::read_to_string(fx.config_path()).unwrap();
+    std::fs::write(
+        fx.config_path(),
+        good.replace("active_key = \"k1\"", "active_key = \"k7\""),
+    )
+    .unwrap();
+    let (status, body) = admin(admin_addr, "POST", "/admin/reload").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("tenants[0].active_key"), "{body}");
+
+    // Listen addresses only change on restart.
+    std::fs::write(
+        fx.config_path(),
+        good.replace("redirect = \"127.0.0.1:0\"", "redirect = \"127.0.0.1:1\""),
+    )
+    .unwrap();
+    let (status, body) = admin(admin_addr, "POST", "/admin/reload").await;
+    assert_eq!(status, 409);
+    assert!(
+        body.contains("only change on restart") && body.contains("listen"),
+        "{body}"
+    );
+
+    // Rotation: a second key, made active.
+    std::fs::write(fx.dir.path().join("k2.key"), "a7".repeat(32)).unwrap();
+    let rotated = good.replace("active_key = \"k1\"", "active_key = \"k2\"")
+        + "[[tenants.keys]]\nid = \"k2\"\nfile = \"k2.key\"\n";
+    std::fs::write(fx.config_path(), rotated).unwrap();
+    let (status, body) = admin(admin_addr, "POST", "/admin/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        c.post("application/json", event("after").to_string())
+            .await
+            .status,
+        204
+    );
+    let reloads = &running.ctx.metrics.config_reloads;
+    assert_eq!(
+        (
+            reloads.with_label_values(&["applied"]).get(),
+            reloads.with_label_values(&["rejected"]).get()
+        ),
+        (1, 2)
+    );
+    running.stop().await.unwrap();
+
+    let records = dump(&fx.spool_dir());
+    let hash = |i: usize| {
+        records[i]["customer"]["email_hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(hash(0).starts_with("k1:"), "{}", hash(0));
+    assert!(hash(1).starts_with("k2:"), "{}", hash(1));
+    let k2 = tollgate::keys::HmacKey::new("k2", &[0xa7; 32]);
+    assert_eq!(hash(1), k2.tag(b"shopper.after@example.com"));
+}
+
+#[tokio::test]
+async fn unknown_fields_are_refused_in_strict_mode() {
+    let fx = Fixture::new("");
+    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
+        "active_key = \"k1\"",
+        "active_key = \"k1\"\nunknown_fields = \"reject\"",
+    );
+    std::fs::write(fx.config_path(), cfg).unwrap();
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    let mut ev = event("x");
+    ev["customer"]["phone"] = json!("+31 6 1234 5678");
+    let r = c
+        .post("application/json", json!([event("ok"), ev]).to_string())
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "unknown_field");
+    assert_eq!(r.json()["field"], "events[1].customer.phone");
+    running.stop().await.unwrap();
+    assert!(dump(&fx.spool_dir()).is_empty());
+}
+
+#[test]
+fn geoip_country_from_a_real_mmdb_and_never_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("country.mmdb");
+    let db = common::mmdb::build(
+        common::mmdb::Layout::Flat,
+        &[("81.2.69.0/24", "GB"), ("2001:db8:100::/40", "NL")],
+    );
+    std::fs::write(&path, db).unwrap();
+    let geo = Geo::open(&path).unwrap();
+    let tenant_fx = Fixture::new("");
+    let snap = tollgate::config::load(&tenant_fx.config_path(), tollgate::config::LoadMode::Check)
+        .unwrap();
+    let tenant = &snap.tenants["demo"];
+    for (ip, country) in [
+        ("81.2.69.160", Some("GB")),
+        ("2001:db8:100::9", Some("NL")),
+        ("192.0.2.9", None),
+    ] {
+        let client = ClientMeta {
+            ip: ip.parse::<IpAddr>().unwrap(),
+            user_agent: None,
+            opted_out: false,
+        };
+        let ctx = Context {
+            tenant,
+            client: &client,
+            geo: Some(&geo),
+            received_ms: 0,
+        };
+        let Value::Object(object) = event("g") else {
+            unreachable!()
+        };
+        let valid = validate(tollgate::event::RawEvent::for_tests(object)).unwrap();
+        let Outcome::Keep(m) = tollgate::event::minimize(valid, &ctx, &mut Report::default())
+        else {
+            panic!()
+        };
+        let text = String::from_utf8(m.to_record()).unwrap();
+        let record: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            record["client"]["country"].as_str(),
+            country,
+            "{ip}: {text}"
+        );
+        assert!(!text.contains(ip), "{ip} stored: {text}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_check_output_or_errors() {
+    let fx = Fixture::new("");
+    let secret = "5a".repeat(32);
+    // a config that loads the secret, plus one mistake elsewhere
+    let cfg = std::fs::read_to_string(fx.config_path()).unwrap() + "[limits]\nmax_events = 0\n";
+    std::fs::write(fx.config_path(), cfg).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(fx.config_path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!all.contains(&secret) && !all.contains("5a5a"), "{all}");
+    // a key file with the wrong length: the error names the file, not its content
+    let short = "c3".repeat(20);
+    std::fs::write(fx.dir.path().join("demo.key"), &short).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(fx.config_path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("demo.key") && !all.contains("c3c3"), "{all}");
+}
