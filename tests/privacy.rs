@@ -312,6 +312,36 @@ fn geoip_country_from_a_real_mmdb_and_never_the_address() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_or_metrics() {
+    let fx = Fixture::new("");
+    let mut p = common::proc::Proc::start(&fx.config_path());
+    let mut c = Client::connect(p.public, &fx.ca_pem, Proto::H1).await;
+    assert_eq!(
+        c.post("application/json", event("s").to_string())
+            .await
+            .status,
+        204
+    );
+    assert_eq!(c.post("application/json", "{broken").await.status, 400);
+    let (status, metrics) = admin(p.admin.unwrap(), "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("tollgate_pii_actions_total{action=\"hash\",field=\"customer.email\",tenant=\"demo\"} 1"), "{metrics}");
+    let (status, _) = admin(p.admin.unwrap(), "POST", "/admin/reload").await;
+    assert_eq!(status, 200);
+    p.signal("TERM");
+    assert!(tokio::task::block_in_place(|| p.wait_exit()).success());
+    let logs = p.stderr_text();
+    assert!(logs.contains("config reloaded"), "{logs}");
+    for text in [&metrics, &logs] {
+        assert!(!text.contains("5a5a5a"), "key material leaked: {text}");
+        assert!(
+            !text.contains("shopper.s@example.com") && !text.contains("Shopper"),
+            "PII leaked: {text}"
+        );
+    }
+}
+
 #[test]
 fn secrets_never_reach_check_output_or_errors() {
     let fx = Fixture::new("");
@@ -319,30 +349,12 @@ fn secrets_never_reach_check_output_or_errors() {
     // a config that loads the secret, plus one mistake elsewhere
     let cfg = std::fs::read_to_string(fx.config_path()).unwrap() + "[limits]\nmax_events = 0\n";
     std::fs::write(fx.config_path(), cfg).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
-        .arg(fx.config_path())
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1));
+    let (code, all) = common::check(&fx.config_path());
+    assert_eq!(code, Some(1));
     assert!(!all.contains(&secret) && !all.contains("5a5a"), "{all}");
     // a key file with the wrong length: the error names the file, not its content
     let short = "c3".repeat(20);
     std::fs::write(fx.dir.path().join("demo.key"), &short).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
-        .arg(fx.config_path())
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, all) = common::check(&fx.config_path());
     assert!(all.contains("demo.key") && !all.contains("c3c3"), "{all}");
 }

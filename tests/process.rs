@@ -166,13 +166,8 @@ fn check_reports_every_mistake_with_its_path() {
         .replace("active_key = \"k1\"", "active_key = \"k9\"")
         + "[limits]\nmax_body_bytes = 0\n";
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = common::check(&path);
+    assert_eq!(code, Some(1), "{stdout}");
     for path in [
         "tenants[0].allowed_origins[0]:",
         "tenants[0].active_key:",
@@ -184,16 +179,8 @@ fn check_reports_every_mistake_with_its_path() {
 
     // The committed default passes, and check writes nothing.
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
-        .arg(&default)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, out) = common::check(&default);
+    assert_eq!(code, Some(0), "{out}");
 }
 
 #[test]
@@ -204,12 +191,7 @@ fn unknown_keys_are_errors() {
         .unwrap()
         .replace("[tls]", "[tls]\ndev_self_sigend = true");
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, stdout) = common::check(&path);
+    assert_eq!(code, Some(1));
     assert!(stdout.contains("dev_self_sigend"), "{stdout}");
 }

@@ -266,3 +266,18 @@ pub fn event(id: &str) -> serde_json::Value {
         "cart": {"value": 12.5, "currency": "EUR", "items": [{"sku": "S1", "qty": 1, "price": 12.5}]}
     })
 }
+
+/// Runs `tollgate check -c path`: exit code and stdout + stderr together.
+pub fn check(path: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}

@@ -12,6 +12,7 @@ pub struct Proc {
     pub child: Child,
     pub public: SocketAddr,
     pub redirect: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -43,6 +44,7 @@ impl Proc {
         Proc {
             public: field("public").unwrap(),
             redirect: field("redirect"),
+            admin: field("admin"),
             child,
             stderr,
         }
@@ -69,6 +71,16 @@ impl Proc {
             }
         }
         false
+    }
+
+    /// Everything the process wrote to stderr; call after it exited.
+    pub fn stderr_text(&self) -> String {
+        let mut out = Vec::new();
+        // The reader thread ends at EOF, which disconnects the channel.
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(30)) {
+            out.push(l);
+        }
+        out.join("\n")
     }
 
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
