@@ -134,7 +134,7 @@ shutdown_grace_ms = 30000
 dir = "spool"
 segment_bytes = 67108864
 max_bytes = 1073741824
-commit_window_us = 1000
+commit_window_us = ${COMMIT_WINDOW_US:-0}
 max_batch_bytes = 4194304
 queue_depth = 1024
 

@@ -15,13 +15,70 @@ pub fn validate(raw: RawEvent) -> Result<ValidEvent, Reject> {
     validate_object(raw.object).map_err(|r| r.in_event(index))
 }
 
-/// Known keys are taken out of the map; what is left at the end is unknown.
+/// Most keys any schema v1 object has.
+const MAX_KEYS: usize = 12;
+const ROOT: &[&str] = &[
+    "site",
+    "type",
+    "event_id",
+    "ts",
+    "page_url",
+    "customer",
+    "cart",
+    "transaction",
+    "plan",
+    "shipping",
+    "converted",
+    "consent",
+];
+const CUSTOMER: &[&str] = &["email", "first_name", "age"];
+const CART: &[&str] = &["value", "currency", "items"];
+const ITEM: &[&str] = &["sku", "name", "qty", "price"];
+const TRANSACTION: &[&str] = &["id", "total", "currency"];
+const PLAN: &[&str] = &["id", "name"];
+const SHIPPING: &[&str] = &[
+    "first_name",
+    "last_name",
+    "street",
+    "postal_code",
+    "region",
+    "country",
+];
+
+/// One JSON object, split in a single pass over its entries into one slot per known key; the rest is counted
+/// as unknown (no per-key tree lookups, no leftover map).
 struct Obj {
-    map: Map<String, Value>,
+    keys: &'static [&'static str],
+    slots: [Option<Value>; MAX_KEYS],
     path: String,
+    unknown: u32,
+    first_unknown: Option<String>,
 }
 
 impl Obj {
+    fn new(map: Map<String, Value>, path: String, keys: &'static [&'static str]) -> Obj {
+        debug_assert!(keys.len() <= MAX_KEYS);
+        let mut o = Obj {
+            keys,
+            slots: Default::default(),
+            path,
+            unknown: 0,
+            first_unknown: None,
+        };
+        for (k, v) in map {
+            match keys.iter().position(|known| *known == k) {
+                Some(i) => o.slots[i] = Some(v),
+                None => {
+                    o.unknown += 1;
+                    if o.first_unknown.is_none() {
+                        o.first_unknown = Some(o.field(&k));
+                    }
+                }
+            }
+        }
+        o
+    }
+
     fn field(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
@@ -32,7 +89,8 @@ impl Obj {
 
     /// `null` counts as absent.
     fn take(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key).filter(|v| !v.is_null())
+        let i = self.keys.iter().position(|known| *known == key)?;
+        self.slots[i].take().filter(|v| !v.is_null())
     }
 
     fn string(&mut self, key: &str) -> Result<Option<String>, Reject> {
@@ -91,13 +149,10 @@ impl Obj {
         }
     }
 
-    fn object(&mut self, key: &str) -> Result<Option<Obj>, Reject> {
+    fn object(&mut self, key: &str, keys: &'static [&'static str]) -> Result<Option<Obj>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Obj {
-                map,
-                path: self.field(key),
-            })),
+            Some(Value::Object(map)) => Ok(Some(Obj::new(map, self.field(key), keys))),
             Some(_) => Err(Reject::WrongType {
                 field: self.field(key),
                 expected: "object",
@@ -134,18 +189,15 @@ struct Unknown {
 
 impl Unknown {
     fn add(&mut self, o: &Obj) {
-        self.count += o.map.len() as u32;
+        self.count += o.unknown;
         if self.first.is_none() {
-            self.first = o.map.keys().next().map(|k| o.field(k));
+            self.first.clone_from(&o.first_unknown);
         }
     }
 }
 
 fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
-    let mut o = Obj {
-        map,
-        path: String::new(),
-    };
+    let mut o = Obj::new(map, String::new(), ROOT);
     let site = o.required_string("site")?;
     if site.is_empty() {
         return Err(Reject::InvalidValue {
@@ -172,23 +224,23 @@ fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
     let page_url = o.string("page_url")?;
     let mut unknown = Unknown::default();
     let customer = o
-        .object("customer")?
+        .object("customer", CUSTOMER)?
         .map(|c| customer(c, &mut unknown))
         .transpose()?;
     let cart = o
-        .object("cart")?
+        .object("cart", CART)?
         .map(|c| cart(c, &mut unknown))
         .transpose()?;
     let transaction = o
-        .object("transaction")?
+        .object("transaction", TRANSACTION)?
         .map(|t| transaction(t, &mut unknown))
         .transpose()?;
     let plan = o
-        .object("plan")?
+        .object("plan", PLAN)?
         .map(|p| plan(p, &mut unknown))
         .transpose()?;
     let shipping = o
-        .object("shipping")?
+        .object("shipping", SHIPPING)?
         .map(|s| shipping(s, &mut unknown))
         .transpose()?;
     let converted = o.boolean("converted")?;
@@ -230,13 +282,7 @@ fn cart(mut o: Obj, unknown: &mut Unknown) -> Result<Cart, Reject> {
         Some(Value::Array(list)) => {
             let path = o.field("items");
             let parse_item = |(i, v): (usize, Value)| match v {
-                Value::Object(map) => item(
-                    Obj {
-                        map,
-                        path: format!("{path}[{i}]"),
-                    },
-                    unknown,
-                ),
+                Value::Object(map) => item(Obj::new(map, format!("{path}[{i}]"), ITEM), unknown),
                 _ => Err(Reject::WrongType {
                     field: format!("{path}[{i}]"),
                     expected: "object",
