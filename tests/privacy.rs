@@ -358,3 +358,26 @@ fn secrets_never_reach_check_output_or_errors() {
     let (_, all) = common::check(&fx.config_path());
     assert!(all.contains("demo.key") && !all.contains("c3c3"), "{all}");
 }
+
+#[test]
+fn profile_mistakes_are_config_errors_with_their_paths() {
+    let fx = Fixture::new("");
+    let cfg = std::fs::read_to_string(fx.config_path())
+        .unwrap()
+        .replace("active_key = \"k1\"", "active_key = \"k1\"\nstrict_profile = \"lax\"")
+        .replace(
+            "[[tenants]]",
+            "[profiles.lax.fields]\n\"customer.email\" = \"hash\"\n\"customer.emial\" = \"drop\"\n\"customer.age\" = \"hash\"\n\"plan.name\" = \"hsah\"\n\n[[tenants]]",
+        );
+    std::fs::write(fx.config_path(), cfg).unwrap();
+    let (code, out) = common::check(&fx.config_path());
+    assert_eq!(code, Some(1), "{out}");
+    for want in [
+        "profiles.lax.fields.\"customer.emial\": unknown field",
+        "profiles.lax.fields.\"customer.age\": action \"hash\" does not apply",
+        "profiles.lax.fields.\"plan.name\": unknown action \"hsah\"",
+        "tenants[0].strict_profile: profile \"lax\" cannot be a strict profile: customer.email",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+}

@@ -83,8 +83,8 @@ pub(super) fn tenants(
             errs.push(format!("{at}.site"), format!("duplicate site {:?}", t.site));
         }
         let allowed_origins = origins(&t.allowed_origins, &at, errs);
-        let profile = profile(profiles, &t.profile, &format!("{at}.profile"), false, errs);
-        let strict = profile_ref(
+        let profile = profile(profiles, &t.profile, &format!("{at}.profile"), errs);
+        let strict = strict_profile(
             profiles,
             &t.strict_profile,
             &format!("{at}.strict_profile"),
@@ -125,7 +125,6 @@ fn profile(
     profiles: &HashMap<String, Arc<Profile>>,
     name: &str,
     at: &str,
-    _strict: bool,
     errs: &mut Errors,
 ) -> Option<Arc<Profile>> {
     let p = profiles.get(name).cloned();
@@ -136,13 +135,13 @@ fn profile(
 }
 
 /// A strict profile must keep no identifier at all, hashed or not.
-fn profile_ref(
+fn strict_profile(
     profiles: &HashMap<String, Arc<Profile>>,
     name: &str,
     at: &str,
     errs: &mut Errors,
 ) -> Option<Arc<Profile>> {
-    let p = profile(profiles, name, at, true, errs)?;
+    let p = profile(profiles, name, at, errs)?;
     let violations = p.strict_violations();
     for v in &violations {
         errs.push(
