@@ -189,3 +189,132 @@ fn dev_leaf_is_not_a_ca_and_ca_is() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// Slow clients are cut off by the configured timeouts, each with its own answer and metric.
+#[tokio::test]
+async fn slow_clients_hit_their_timeouts() {
+    let fx = Fixture::new("[timeouts]\ntls_handshake_ms = 300\nheader_read_ms = 300\nbody_read_ms = 300\nidle_ms = 5000\n");
+    let running = fx.start().await;
+    let m = running.ctx.metrics.clone();
+
+    // A TCP connection that never starts TLS is closed after the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(running.public_addr)
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(silent.read_to_end(&mut buf).await.unwrap(), 0);
+    assert_eq!(
+        m.tls_handshake_failures
+            .with_label_values(&["timeout"])
+            .get(),
+        1
+    );
+
+    // A body that stops halfway gets 408 body_timeout.
+    let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(running.public_addr)
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let head = "POST /v1/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"site\":";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut res = vec![0u8; 1024];
+    let n = tls.read(&mut res).await.unwrap();
+    let res = String::from_utf8_lossy(&res[..n]);
+    assert!(res.starts_with("HTTP/1.1 408"), "{res}");
+    assert!(res.contains("\"error\":\"body_timeout\""), "{res}");
+    assert_eq!(m.rejections.with_label_values(&["body_timeout"]).get(), 1);
+    running.stop().await.unwrap();
+    assert!(dump(&fx.spool_dir()).is_empty());
+}
+
+/// More request headers than `limits.max_header_count`, or a head larger than `limits.max_header_bytes`, is
+/// refused by the HTTP layer before any route runs.
+#[tokio::test]
+async fn header_bounds_are_enforced() {
+    let fx = Fixture::new("[limits]\nmax_header_count = 16\nmax_header_bytes = 8192\n");
+    let running = fx.start().await;
+    for extra in [
+        (0..20)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>(),
+        format!("x-big: {}\r\n", "a".repeat(9000)),
+    ] {
+        let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
+        let tcp = tokio::net::TcpStream::connect(running.public_addr)
+            .await
+            .unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let req = format!("GET /healthz HTTP/1.1\r\nhost: localhost\r\n{extra}\r\n");
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut res = Vec::new();
+        let _ = tls.read_to_end(&mut res).await;
+        let res = String::from_utf8_lossy(&res);
+        assert!(res.starts_with("HTTP/1.1 431"), "{res}");
+    }
+    // the same request within bounds is fine
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    assert_eq!(
+        c.send(common::request("GET", "/healthz", None, Default::default()))
+            .await
+            .status,
+        200
+    );
+    running.stop().await.unwrap();
+}
+
+/// With `max_connections = 1`, a second connection waits in the backlog until the first one ends.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_permit() {
+    let fx = Fixture::new("[limits]\nmax_connections = 1\n");
+    let running = fx.start().await;
+    let mut first = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    assert_eq!(
+        first
+            .send(common::request("GET", "/healthz", None, Default::default()))
+            .await
+            .status,
+        200
+    );
+
+    let (addr, ca) = (running.public_addr, fx.ca_pem.clone());
+    let mut second = tokio::spawn(async move { Client::connect(addr, &ca, Proto::H1).await });
+    // While the first connection is open, the second cannot even complete its TLS handshake.
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut second).await;
+    assert!(
+        waited.is_err(),
+        "second connection was served beyond max_connections"
+    );
+    assert_eq!(
+        running
+            .ctx
+            .metrics
+            .connections_total
+            .with_label_values(&["public"])
+            .get(),
+        1
+    );
+
+    drop(first);
+    let mut second = second.await.unwrap();
+    assert_eq!(
+        second
+            .send(common::request("GET", "/healthz", None, Default::default()))
+            .await
+            .status,
+        200
+    );
+    running.stop().await.unwrap();
+}
