@@ -82,6 +82,9 @@ pub enum SpoolError {
     /// The configuration cannot work.
     #[error("invalid spool config: {0}")]
     InvalidConfig(&'static str),
+    /// Another process (or another open spool) holds this directory.
+    #[error("spool directory {0} is in use by another process")]
+    Locked(PathBuf),
     /// The writer thread panicked.
     #[error("spool writer thread panicked")]
     WriterPanicked,
@@ -114,6 +117,8 @@ pub struct Spool {
 #[derive(Debug)]
 pub struct SpoolWriter {
     thread: writer::WriterThread,
+    /// An exclusive lock on `<dir>/LOCK`, held while the writer lives (the kernel drops it if the process dies).
+    _lock: std::fs::File,
 }
 
 impl Spool {
@@ -127,6 +132,7 @@ impl Spool {
             return Err(SpoolError::InvalidConfig("queue_depth must be at least 1"));
         }
         std::fs::create_dir_all(&cfg.dir)?;
+        let lock = lock(&cfg.dir)?;
         let recovered = recover::recover(&cfg.dir, &metrics)?;
         let limits = writer::Limits {
             segment_bytes: cfg.segment_bytes,
@@ -136,7 +142,14 @@ impl Spool {
         };
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
         let thread = writer::spawn(cfg.dir, &recovered, limits, metrics, rx)?;
-        Ok((Spool { tx }, SpoolWriter { thread }, recovered.report))
+        Ok((
+            Spool { tx },
+            SpoolWriter {
+                thread,
+                _lock: lock,
+            },
+            recovered.report,
+        ))
     }
 
     /// Appends all `events` as one unit and resolves after the fsync that covers them.
@@ -168,6 +181,20 @@ impl Spool {
             .await
             .map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+}
+
+/// Two writers on one directory would interleave and truncate each other's records: the second is refused.
+fn lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(SpoolError::Io(e)),
     }
 }
 

@@ -316,3 +316,16 @@ async fn zero_queue_depth_is_rejected() {
         Err(SpoolError::InvalidConfig(_))
     ));
 }
+
+#[tokio::test]
+async fn a_second_writer_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(SpoolMetrics::register(&registry).unwrap());
+    let (_spool, writer, _) = Spool::open(SpoolConfig::new(dir.path()), metrics.clone()).unwrap();
+    let second = Spool::open(SpoolConfig::new(dir.path()), metrics.clone());
+    assert!(matches!(second, Err(SpoolError::Locked(_))), "{second:?}");
+    writer.close().await.unwrap();
+    // once the first writer is closed, the directory can be opened again
+    assert!(Spool::open(SpoolConfig::new(dir.path()), metrics).is_ok());
+}
