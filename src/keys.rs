@@ -156,7 +156,7 @@ fn write_new(path: &Path, secret: &[u8]) -> Result<(), KeyError> {
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let t = text.trim();
-    if t.len() % 2 != 0 || t.len() < MIN_KEY_BYTES * 2 {
+    if !t.len().is_multiple_of(2) || t.len() < MIN_KEY_BYTES * 2 {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
