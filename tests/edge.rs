@@ -211,17 +211,7 @@ async fn slow_clients_hit_their_timeouts() {
     );
 
     // A body that stops halfway gets 408 body_timeout.
-    let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(running.public_addr)
-        .await
-        .unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = fx.raw_tls(running.public_addr).await;
     let head = "POST /v1/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"site\":";
     tls.write_all(head.as_bytes()).await.unwrap();
     let mut res = vec![0u8; 1024];
@@ -246,17 +236,7 @@ async fn header_bounds_are_enforced() {
             .collect::<String>(),
         format!("x-big: {}\r\n", "a".repeat(9000)),
     ] {
-        let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
-        let tcp = tokio::net::TcpStream::connect(running.public_addr)
-            .await
-            .unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-            .connect(
-                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp,
-            )
-            .await
-            .unwrap();
+        let mut tls = fx.raw_tls(running.public_addr).await;
         let req = format!("GET /healthz HTTP/1.1\r\nhost: localhost\r\n{extra}\r\n");
         tls.write_all(req.as_bytes()).await.unwrap();
         let mut res = Vec::new();

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use common::proc::Proc;
 use common::{dump, event, Client, Fixture, Proto};
-use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -110,12 +109,7 @@ async fn torn_last_record_recovers_every_earlier_record() {
 async fn sigterm_finishes_the_request_in_flight() {
     let fx = Fixture::new("");
     let mut p = Proc::start(&fx.config_path());
-    let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(p.public).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = fx.raw_tls(p.public).await;
     let body = json!(event("in-flight")).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
     let head = format!(

@@ -88,6 +88,19 @@ file = "demo.key"
         app.start().await.unwrap()
     }
 
+    /// A raw TLS 1.3 stream speaking HTTP/1.1 by hand, for tests that need byte-level control.
+    pub async fn raw_tls(
+        &self,
+        addr: SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let cfg = self.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
     pub fn client_config(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
