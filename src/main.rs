@@ -119,8 +119,10 @@ fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn suppress(path: &std::path::Path, site: &str, mut emails: Vec<String>) -> anyhow::Result<()> {
+    // Loaded as `run` loads it: a development key that does not exist yet is created on disk, so these entries
+    // match what the gateway will hash (an in-memory throwaway key would make them useless).
     let snapshot =
-        config::load(path, LoadMode::Check).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+        config::load(path, LoadMode::Run).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     let tenant = snapshot
         .tenants
         .get(site)

@@ -111,6 +111,27 @@ fn suppress_cli(config: &std::path::Path, email: &str) -> String {
 }
 
 #[tokio::test]
+async fn suppress_entries_match_a_development_key_created_on_first_use() {
+    let fx = Fixture::new("");
+    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
+        "file = \"demo.key\"",
+        "file = \"fresh.key\"\ngenerate_if_missing = true",
+    );
+    std::fs::write(fx.config_path(), cfg).unwrap();
+    let entry = suppress_cli(&fx.config_path(), "a@b.co");
+    let secret =
+        std::fs::read_to_string(fx.dir.path().join("fresh.key")).expect("key written by suppress");
+    let bytes: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&secret.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(
+        entry.trim(),
+        tollgate::keys::HmacKey::new("k1", &bytes).tag(b"a@b.co")
+    );
+}
+
+#[tokio::test]
 async fn suppressed_subjects_are_dropped_at_the_edge() {
     let fx = Fixture::new("");
     let entry = suppress_cli(&fx.config_path(), "  Forget.Me@Example.com ");
