@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::Ctx;
+use crate::config::Snapshot;
 use crate::http::{self, idle::IdleTimeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,19 +100,21 @@ async fn connection(
         .connections_open
         .with_label_values(&[kind.label()]);
     open.inc();
+    // One snapshot per connection: its TLS config, bounds and timeouts all come from the same version.
     let snap = ctx.config.load_full();
     let io = IdleTimeout::new(stream, snap.timeouts.idle);
     match kind {
-        Kind::Public => serve_tls(io, peer, &ctx, stop).await,
+        Kind::Public => serve_tls(io, peer, &snap, &ctx, stop).await,
         Kind::Redirect { https_port } => {
             let c = ctx.clone();
             let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
-            serve_plain(io, &ctx, svc, stop).await
+            serve_plain(io, &snap, &ctx, svc, stop).await
         }
         Kind::Admin => {
             let c = ctx.clone();
             serve_plain(
                 io,
+                &snap,
                 &ctx,
                 service_fn(move |req| http::admin::handle(req, c.clone())),
                 stop,
@@ -125,10 +128,10 @@ async fn connection(
 async fn serve_tls(
     io: IdleTimeout<TcpStream>,
     peer: SocketAddr,
+    snap: &Snapshot,
     ctx: &Arc<Ctx>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let snap = ctx.config.load_full();
     let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.clone());
     let failures = &ctx.metrics.tls_handshake_failures;
     let tls = match tokio::time::timeout(snap.timeouts.tls_handshake, acceptor.accept(io)).await {
@@ -168,6 +171,7 @@ async fn serve_tls(
 
 async fn serve_plain<S>(
     io: IdleTimeout<TcpStream>,
+    snap: &Snapshot,
     ctx: &Arc<Ctx>,
     svc: S,
     mut stop: watch::Receiver<bool>,
@@ -179,7 +183,6 @@ async fn serve_plain<S>(
     >,
     S::Future: Send + 'static,
 {
-    let snap = ctx.config.load_full();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
