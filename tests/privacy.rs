@@ -113,11 +113,12 @@ fn suppress_cli(config: &std::path::Path, email: &str) -> String {
 #[tokio::test]
 async fn suppress_entries_match_a_development_key_created_on_first_use() {
     let fx = Fixture::new("");
-    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
-        "file = \"demo.key\"",
-        "file = \"fresh.key\"\ngenerate_if_missing = true",
-    );
-    std::fs::write(fx.config_path(), cfg).unwrap();
+    fx.edit_config(|t| {
+        t.replace(
+            "file = \"demo.key\"",
+            "file = \"fresh.key\"\ngenerate_if_missing = true",
+        )
+    });
     let entry = suppress_cli(&fx.config_path(), "a@b.co");
     let secret =
         std::fs::read_to_string(fx.dir.path().join("fresh.key")).expect("key written by suppress");
@@ -144,11 +145,12 @@ async fn suppressed_subjects_are_dropped_at_the_edge() {
         format!("# erasure requests\n{entry}"),
     )
     .unwrap();
-    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
-        "active_key = \"k1\"",
-        "active_key = \"k1\"\nsuppression_file = \"suppress.txt\"",
-    );
-    std::fs::write(fx.config_path(), cfg).unwrap();
+    fx.edit_config(|t| {
+        t.replace(
+            "active_key = \"k1\"",
+            "active_key = \"k1\"\nsuppression_file = \"suppress.txt\"",
+        )
+    });
 
     let running = fx.start().await;
     let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
@@ -265,11 +267,12 @@ async fn key_rotation_takes_effect_on_reload() {
 #[tokio::test]
 async fn unknown_fields_are_refused_in_strict_mode() {
     let fx = Fixture::new("");
-    let cfg = std::fs::read_to_string(fx.config_path()).unwrap().replace(
-        "active_key = \"k1\"",
-        "active_key = \"k1\"\nunknown_fields = \"reject\"",
-    );
-    std::fs::write(fx.config_path(), cfg).unwrap();
+    fx.edit_config(|t| {
+        t.replace(
+            "active_key = \"k1\"",
+            "active_key = \"k1\"\nunknown_fields = \"reject\"",
+        )
+    });
     let running = fx.start().await;
     let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
     let mut ev = event("x");
@@ -368,8 +371,7 @@ fn secrets_never_reach_check_output_or_errors() {
     let fx = Fixture::new("");
     let secret = "5a".repeat(32);
     // a config that loads the secret, plus one mistake elsewhere
-    let cfg = std::fs::read_to_string(fx.config_path()).unwrap() + "[limits]\nmax_events = 0\n";
-    std::fs::write(fx.config_path(), cfg).unwrap();
+    fx.edit_config(|t| t + "[limits]\nmax_events = 0\n");
     let (code, all) = common::check(&fx.config_path());
     assert_eq!(code, Some(1));
     assert!(!all.contains(&secret) && !all.contains("5a5a"), "{all}");
@@ -383,14 +385,12 @@ fn secrets_never_reach_check_output_or_errors() {
 #[test]
 fn profile_mistakes_are_config_errors_with_their_paths() {
     let fx = Fixture::new("");
-    let cfg = std::fs::read_to_string(fx.config_path())
-        .unwrap()
+    fx.edit_config(|t| t
         .replace("active_key = \"k1\"", "active_key = \"k1\"\nstrict_profile = \"lax\"")
         .replace(
             "[[tenants]]",
             "[profiles.lax.fields]\n\"customer.email\" = \"hash\"\n\"customer.emial\" = \"drop\"\n\"customer.age\" = \"hash\"\n\"plan.name\" = \"hsah\"\n\n[[tenants]]",
-        );
-    std::fs::write(fx.config_path(), cfg).unwrap();
+        ));
     let (code, out) = common::check(&fx.config_path());
     assert_eq!(code, Some(1), "{out}");
     for want in [

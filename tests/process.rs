@@ -151,15 +151,14 @@ async fn sigterm_finishes_the_request_in_flight() {
 fn check_reports_every_mistake_with_its_path() {
     let fx = Fixture::new("");
     let path = fx.config_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
+    fx.edit_config(|t| {
+        t.replace(
             "allowed_origins = [\"https://shop.example\"]",
             "allowed_origins = [\"shop.example\"]",
         )
         .replace("active_key = \"k1\"", "active_key = \"k9\"")
-        + "[limits]\nmax_body_bytes = 0\n";
-    std::fs::write(&path, text).unwrap();
+            + "[limits]\nmax_body_bytes = 0\n"
+    });
     let (code, stdout) = common::check(&path);
     assert_eq!(code, Some(1), "{stdout}");
     for path in [
@@ -181,10 +180,7 @@ fn check_reports_every_mistake_with_its_path() {
 fn unknown_keys_are_errors() {
     let fx = Fixture::new("");
     let path = fx.config_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[tls]", "[tls]\ndev_self_sigend = true");
-    std::fs::write(&path, text).unwrap();
+    fx.edit_config(|t| t.replace("[tls]", "[tls]\ndev_self_sigend = true"));
     let (code, stdout) = common::check(&path);
     assert_eq!(code, Some(1));
     assert!(stdout.contains("dev_self_sigend"), "{stdout}");

@@ -68,6 +68,13 @@ file = "demo.key"
         }
     }
 
+    /// Rewrites the config file: `edit` gets its text and returns the new text.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("tollgate.toml")
     }
