@@ -133,21 +133,11 @@ pub struct Shipping {
 /// An event with personal data removed; the only thing the spool stores. Built only by `minimize`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinimizedEvent {
-    pub(in crate::event) site: String,
-    pub(in crate::event) event_id: String,
     /// The whole stored record as JSON bytes, `site`, `type`, `event_id` and `received_ms` included.
     pub(in crate::event) record: Vec<u8>,
 }
 
 impl MinimizedEvent {
-    pub fn site(&self) -> &str {
-        &self.site
-    }
-
-    pub fn event_id(&self) -> &str {
-        &self.event_id
-    }
-
     /// The record the spool stores: one JSON object.
     pub fn record(&self) -> &[u8] {
         &self.record
@@ -162,10 +152,6 @@ impl MinimizedEvent {
         let record = serde_json::json!({"site": site, "event_id": event_id})
             .to_string()
             .into_bytes();
-        Self {
-            site: site.into(),
-            event_id: event_id.into(),
-            record,
-        }
+        Self { record }
     }
 }

@@ -94,6 +94,14 @@ fn client_meta(req: &Request<Incoming>, peer: SocketAddr, ctx: &Ctx) -> ClientMe
     }
 }
 
+/// What one request did for one tenant, recorded in the metrics once the request is accepted.
+struct Tally<'a> {
+    site: &'a str,
+    report: Report,
+    unknown: u64,
+    accepted: u64,
+}
+
 async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<Resp, Reject> {
     if !content_type_ok(&req) {
         return Err(Reject::UnsupportedMediaType);
@@ -118,8 +126,8 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
     let raw = event::decode(&bytes, &snap.limits)?;
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
-    // One report per tenant in the request (almost always exactly one).
-    let mut reports: Vec<(&str, Report, u64)> = Vec::with_capacity(1);
+    // One tally per tenant in the request (almost always exactly one).
+    let mut tallies: Vec<Tally<'_>> = Vec::with_capacity(1);
     for r in raw {
         let index = r.index;
         let valid = event::validate(r)?;
@@ -131,22 +139,28 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
             }
             .in_event(index));
         }
-        let slot = match reports.iter().position(|(site, ..)| *site == tenant.site) {
+        let slot = match tallies.iter().position(|t| t.site == tenant.site) {
             Some(i) => i,
             None => {
-                reports.push((&tenant.site, Report::default(), 0));
-                reports.len() - 1
+                tallies.push(Tally {
+                    site: &tenant.site,
+                    report: Report::default(),
+                    unknown: 0,
+                    accepted: 0,
+                });
+                tallies.len() - 1
             }
         };
-        let (_, report, unknown) = &mut reports[slot];
-        *unknown += u64::from(valid.unknown_fields);
+        let tally = &mut tallies[slot];
+        tally.unknown += u64::from(valid.unknown_fields);
         let mctx = Context {
             tenant,
             client: &client,
             geo: snap.geo.as_deref(),
             received_ms,
         };
-        if let Outcome::Keep(m) = event::minimize(valid, &mctx, report) {
+        if let Outcome::Keep(m) = event::minimize(valid, &mctx, &mut tally.report) {
+            tally.accepted += 1;
             minimized.push(m);
         }
     }
@@ -160,20 +174,19 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
         })?;
     }
     // Counted only once the request is accepted: a refused request is retried and would count twice.
-    for (site, report, unknown) in &reports {
-        ctx.metrics.pii.record(site, report);
-        if *unknown > 0 {
-            ctx.metrics
-                .unknown_fields_dropped
-                .with_label_values(&[site])
-                .inc_by(*unknown);
+    for t in &tallies {
+        let m = &ctx.metrics;
+        m.pii.record(t.site, &t.report);
+        if t.unknown > 0 {
+            m.unknown_fields_dropped
+                .with_label_values(&[t.site])
+                .inc_by(t.unknown);
         }
-    }
-    for ev in &minimized {
-        ctx.metrics
-            .events_accepted
-            .with_label_values(&[ev.site()])
-            .inc();
+        if t.accepted > 0 {
+            m.events_accepted
+                .with_label_values(&[t.site])
+                .inc_by(t.accepted);
+        }
     }
     let mut res = Resp::new(Default::default());
     *res.status_mut() = StatusCode::NO_CONTENT;

@@ -19,8 +19,6 @@ pub mod useragent;
 
 use std::net::IpAddr;
 
-use std::borrow::Cow;
-
 use self::detect::{redact, Hits};
 use self::geo::Geo;
 use self::out::Obj;
@@ -109,8 +107,7 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
     let mut root = Obj::with_capacity(512);
     root.str("site", "", &ev.site);
     root.str("type", "", ev.kind.as_str());
-    let event_id = w.event_id(ev.event_id);
-    root.str("event_id", "", &event_id);
+    w.event_id(&mut root, &ev.event_id);
     root.int("received_ms", ctx.received_ms);
     w.int(&mut root, Field::Ts, ev.ts);
     w.text(&mut root, Field::PageUrl, ev.page_url);
@@ -163,8 +160,6 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
     }
     w.client(&mut root, ctx);
     Outcome::Keep(MinimizedEvent {
-        site: tenant.site.clone(),
-        event_id,
         record: root.finish(),
     })
 }
@@ -198,13 +193,14 @@ impl Writer<'_> {
         a
     }
 
-    fn event_id(&mut self, id: String) -> String {
+    fn event_id(&mut self, out: &mut Obj, id: &str) {
         match self.action(Field::EventId) {
-            Action::Keep => id,
-            _ => match redact(&id, &self.profile.detectors, &mut self.report.hits) {
-                Cow::Borrowed(_) => id,
-                Cow::Owned(r) => r,
-            },
+            Action::Keep => out.str("event_id", "", id),
+            _ => out.str(
+                "event_id",
+                "",
+                &redact(id, &self.profile.detectors, &mut self.report.hits),
+            ),
         }
     }
 
