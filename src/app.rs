@@ -39,6 +39,10 @@ pub enum ReloadError {
     Invalid(ConfigErrors),
     #[error("these settings only change on restart, nothing changed: {}", .0.join(", "))]
     RequiresRestart(Vec<&'static str>),
+    #[error("spool.keys: segments on disk are still encrypted with {}; keep these keys listed, nothing changed", .0.join(", "))]
+    SpoolKeyInUse(Vec<String>),
+    #[error("cannot read the spool: {0}")]
+    Spool(String),
 }
 
 impl Ctx {
@@ -68,19 +72,15 @@ impl Ctx {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
         let new = config::load(path, LoadMode::Run).map_err(ReloadError::Invalid)?;
         let old = self.config.load();
-        let (a, b) = (&old.spool, &new.spool);
-        let spool_same = a.dir == b.dir
-            && a.segment_bytes == b.segment_bytes
-            && a.max_bytes == b.max_bytes
-            && a.commit_window == b.commit_window
-            && a.max_batch_bytes == b.max_batch_bytes
-            && a.queue_depth == b.queue_depth;
         let mut fixed = Vec::new();
         if old.listen != new.listen {
             fixed.push("listen");
         }
-        if !spool_same {
+        if old.spool != new.spool {
             fixed.push("spool");
+        }
+        if old.sinks != new.sinks {
+            fixed.push("sinks");
         }
         if old.limits.max_connections != new.limits.max_connections {
             fixed.push("limits.max_connections");
@@ -88,6 +88,15 @@ impl Ctx {
         if !fixed.is_empty() {
             return Err(ReloadError::RequiresRestart(fixed));
         }
+        let in_use = self.spool.key_ids_in_use().map_err(|e| ReloadError::Spool(e.to_string()))?;
+        let missing: Vec<String> = in_use
+            .into_iter()
+            .filter(|id| new.spool_keys.get(id).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ReloadError::SpoolKeyInUse(missing));
+        }
+        self.spool.set_keys(new.spool_keys.clone());
         self.config.store(Arc::new(new));
         Ok(())
     }
@@ -128,7 +137,12 @@ impl App {
     ) -> Result<(App, Recovery), AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::register(&registry)?);
-        let (spool, writer, recovery) = Spool::open(snapshot.spool.clone(), metrics.spool.clone())?;
+        let (spool, writer, recovery) = Spool::open(
+            snapshot.spool.clone(),
+            Some(snapshot.spool_keys.clone()),
+            clock.clone(),
+            metrics.spool.clone(),
+        )?;
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
         let ctx = Arc::new(Ctx {
             config,

@@ -121,7 +121,7 @@ pub fn load(source: &KeySource, missing: Missing) -> Result<Vec<u8>, KeyError> {
                 let secret = random_secret();
                 if missing == Missing::GenerateAndWrite {
                     write_new(path, &secret)?;
-                    tracing::warn!(path = %path.display(), "generated a development HMAC key file");
+                    tracing::warn!(path = %path.display(), "generated a development key file");
                 }
                 Ok(secret)
             }

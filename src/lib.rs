@@ -36,5 +36,6 @@ pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod reject;
+pub mod sink;
 pub mod spool;
 pub mod tls;

@@ -1,11 +1,12 @@
 //! The `tollgate` command: `run`, `check`, `spool dump`.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+mod spool_cli;
 use clap::{Parser, Subcommand};
 use tollgate::app::App;
 use tollgate::clock::SystemClock;
@@ -53,10 +54,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SpoolCommand {
-    /// Print every stored record as one JSON line, oldest first. Never modifies the spool.
+    /// Print every stored record as one JSON line, oldest first (decrypted with the config's spool keys).
+    /// Never modifies the spool.
     Dump {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Spool directory, instead of the config's (the keys still come from the config).
         #[arg(long)]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
+    },
+    /// Check every frame of every segment; report damage with offsets, change nothing. Exit 0 if clean, 1 if not.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Segments, bytes, oldest record age, and each sink's lag in records, bytes and seconds.
+    Status {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -74,9 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(&config),
-        Command::Spool {
-            command: SpoolCommand::Dump { dir },
-        } => dump(&dir),
+        Command::Spool { command } => return spool_command(command),
         Command::Suppress {
             config,
             site,
@@ -106,16 +123,19 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
-    let records = tollgate::spool::read_all(dir)
-        .with_context(|| format!("reading spool {}", dir.display()))?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for r in records {
-        out.write_all(&r)?;
-        out.write_all(b"\n")?;
+fn spool_command(command: SpoolCommand) -> ExitCode {
+    let result = match command {
+        SpoolCommand::Dump { config, dir } => spool_cli::dump(config.as_deref(), dir.as_deref()),
+        SpoolCommand::Verify { config, dir } => spool_cli::verify(&config, dir.as_deref()),
+        SpoolCommand::Status { config, dir } => spool_cli::status(&config, dir.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    out.flush()?;
-    Ok(())
 }
 
 fn suppress(path: &std::path::Path, site: &str, mut emails: Vec<String>) -> anyhow::Result<()> {

@@ -27,6 +27,26 @@ pub struct ConfigFile {
     pub profiles: BTreeMap<String, ProfileFile>,
     #[serde(default)]
     pub tenants: Vec<TenantFile>,
+    /// Where spooled events are delivered; each sink is a spool consumer with its own cursor.
+    #[serde(default)]
+    pub sinks: Vec<SinkFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkFile {
+    /// Consumer name (its cursor file is `spool/cursors/<name>`): 1-64 of A-Z a-z 0-9 _ -.
+    pub name: String,
+    /// Only "file" in this release.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// file: output directory, relative to `data_dir`.
+    pub dir: Option<String>,
+    /// file: a new file starts past this size.
+    pub max_file_bytes: Option<u64>,
+    /// Most events and bytes per delivered batch.
+    pub batch_events: Option<u64>,
+    pub batch_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +153,13 @@ pub struct SpoolFile {
     pub commit_window_us: u64,
     pub max_batch_bytes: u64,
     pub queue_depth: u64,
+    /// Expire records older than this many seconds even if a sink has not delivered them (logged and
+    /// counted); 0 = never.
+    pub max_age_s: u64,
+    /// Id of the key that encrypts new segments.
+    pub active_key: Option<String>,
+    /// Spool encryption keys: every one decrypts, the active one encrypts new segments.
+    pub keys: Vec<KeyFile>,
 }
 
 impl Default for SpoolFile {
@@ -144,6 +171,9 @@ impl Default for SpoolFile {
             commit_window_us: 0,
             max_batch_bytes: 4 * 1024 * 1024,
             queue_depth: 1024,
+            max_age_s: 0,
+            active_key: None,
+            keys: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
 mod file;
+mod sinks;
 mod tenants;
 mod validate;
 
@@ -20,7 +21,9 @@ use crate::event::minimize::geo::Geo;
 use crate::event::minimize::policy::Profile;
 use crate::event::minimize::suppress::Suppression;
 use crate::keys::KeyRing;
-use crate::spool::SpoolConfig;
+use crate::spool::{SpoolConfig, SpoolKeys};
+
+pub use sinks::{SinkConfig, SinkKind};
 
 /// The running configuration. Built whole, then swapped in whole.
 pub struct Snapshot {
@@ -31,6 +34,10 @@ pub struct Snapshot {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub spool: SpoolConfig,
+    /// Keys that encrypt the spool: reloadable (a new active key starts a new segment).
+    pub spool_keys: SpoolKeys,
+    /// Sinks, in config order; each is a spool consumer.
+    pub sinks: Vec<SinkConfig>,
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,

@@ -11,7 +11,7 @@ use crate::event::minimize::policy::{self, Action, Field, Profile};
 use crate::event::minimize::suppress::Suppression;
 use crate::keys::{self, HmacKey, KeyRing, KeySource, Missing};
 
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -202,7 +202,7 @@ fn key_ring(
     KeyRing::new(loaded, &t.active_key)
 }
 
-fn key_secret(
+pub(super) fn key_secret(
     k: &KeyFile,
     kat: &str,
     base: &Path,

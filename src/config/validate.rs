@@ -38,15 +38,25 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let listen = listen(&file, &mut errs);
     let limits = limits(&file.limits, &mut errs);
     let timeouts = timeouts(&file.timeouts, &mut errs);
-    let spool = spool(&file, &data_dir, &mut errs);
+    let sinks = super::sinks::sinks(&file.sinks, &data_dir, &mut errs);
+    let mut spool = spool(&file, &data_dir, &mut errs);
+    if let Some(s) = spool.as_mut() {
+        s.consumers = sinks.iter().map(|k| k.name.clone()).collect();
+    }
+    let spool_keys = super::sinks::spool_keys(&file.spool, base, mode, &mut errs);
     let profiles = super::tenants::profiles(&file.profiles, &mut errs);
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
     let geo = geo(&file, base, &mut errs);
     let tls = tls_material(&file, base, mode, &mut errs);
-    match (listen, limits, timeouts, spool, tls) {
-        (Some(listen), Some(limits), Some(timeouts), Some(spool), Some((tls, dev_ca)))
-            if errs.0.is_empty() =>
-        {
+    match (listen, limits, timeouts, spool, spool_keys, tls) {
+        (
+            Some(listen),
+            Some(limits),
+            Some(timeouts),
+            Some(spool),
+            Some(spool_keys),
+            Some((tls, dev_ca)),
+        ) if errs.0.is_empty() => {
             Ok(Snapshot {
                 listen,
                 tls,
@@ -54,6 +64,8 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
                 limits,
                 timeouts,
                 spool,
+                spool_keys,
+                sinks,
                 tenants,
                 geo,
             })
@@ -176,6 +188,11 @@ fn spool(file: &ConfigFile, data_dir: &Path, errs: &mut Errors) -> Option<SpoolC
             errs,
         ) as usize,
         queue_depth: bounded("spool.queue_depth", s.queue_depth, 1, 1 << 20, errs) as usize,
+        max_age: match bounded("spool.max_age_s", s.max_age_s, 0, 10 * 365 * 86_400, errs) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+        consumers: Vec::new(),
     })
 }
 

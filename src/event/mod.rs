@@ -135,6 +135,10 @@ pub struct Shipping {
 pub struct MinimizedEvent {
     /// The whole stored record as JSON bytes, `site`, `type`, `event_id` and `received_ms` included.
     pub(in crate::event) record: Vec<u8>,
+    /// The tenant, the event id as stored, and when the gateway received it: the spool's record header.
+    pub(in crate::event) site: String,
+    pub(in crate::event) event_id: String,
+    pub(in crate::event) received_ms: i64,
 }
 
 impl MinimizedEvent {
@@ -147,11 +151,33 @@ impl MinimizedEvent {
         self.record.clone()
     }
 
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+
+    pub fn received_ms(&self) -> i64 {
+        self.received_ms
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_spool_tests(site: &str, event_id: &str, received_ms: i64, record: Vec<u8>) -> Self {
+        Self {
+            record,
+            site: site.into(),
+            event_id: event_id.into(),
+            received_ms,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn for_test(site: &str, event_id: &str) -> Self {
         let record = serde_json::json!({"site": site, "event_id": event_id})
             .to_string()
             .into_bytes();
-        Self { record }
+        Self::for_spool_tests(site, event_id, 0, record)
     }
 }

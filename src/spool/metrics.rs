@@ -17,10 +17,18 @@ pub struct SpoolMetrics {
     pub full: IntCounter,
     /// `tollgate_spool_recovered_records_total`: complete records found at startup.
     pub recovered_records: IntCounter,
-    /// `tollgate_spool_torn_tails_total`: corrupt or torn segment tails truncated at startup.
+    /// `tollgate_spool_torn_tails_total`: torn tails truncated from the last segment at startup.
     pub torn_tails: IntCounter,
     /// `tollgate_spool_truncated_bytes_total`: bytes removed by those truncations.
     pub truncated_bytes: IntCounter,
+    /// `tollgate_spool_corrupt_records_total`: records lost to damage found at startup (skipped, quarantined).
+    pub corrupt_records: IntCounter,
+    /// `tollgate_spool_segments`: live segment files.
+    pub segments: IntGauge,
+    /// `tollgate_spool_segments_deleted_total`: segments deleted behind every consumer (or expired).
+    pub segments_deleted: IntCounter,
+    /// `tollgate_spool_expired_records_total`: records deleted by `max_age` before every consumer read them.
+    pub expired_records: IntCounter,
 }
 
 impl SpoolMetrics {
@@ -63,8 +71,25 @@ impl SpoolMetrics {
                 "tollgate_spool_truncated_bytes_total",
                 "Bytes truncated from torn or corrupt segment tails at startup.",
             )?,
+            corrupt_records: counter(
+                "tollgate_spool_corrupt_records_total",
+                "Spool records lost to damage found at startup (skipped and quarantined).",
+            )?,
+            segments: IntGauge::new("tollgate_spool_segments", "Live spool segment files.")?,
+            segments_deleted: counter(
+                "tollgate_spool_segments_deleted_total",
+                "Spool segments deleted once every consumer passed them, or expired.",
+            )?,
+            expired_records: counter(
+                "tollgate_spool_expired_records_total",
+                "Spool records expired by max_age before every consumer read them.",
+            )?,
         };
         registry.register(Box::new(metrics.commits.clone()))?;
+        registry.register(Box::new(metrics.corrupt_records.clone()))?;
+        registry.register(Box::new(metrics.segments.clone()))?;
+        registry.register(Box::new(metrics.segments_deleted.clone()))?;
+        registry.register(Box::new(metrics.expired_records.clone()))?;
         registry.register(Box::new(metrics.records.clone()))?;
         registry.register(Box::new(metrics.bytes.clone()))?;
         registry.register(Box::new(metrics.commit_seconds.clone()))?;
@@ -101,9 +126,13 @@ mod tests {
                 "tollgate_spool_bytes",
                 "tollgate_spool_commit_seconds",
                 "tollgate_spool_commits_total",
+                "tollgate_spool_corrupt_records_total",
+                "tollgate_spool_expired_records_total",
                 "tollgate_spool_full_total",
                 "tollgate_spool_records_total",
                 "tollgate_spool_recovered_records_total",
+                "tollgate_spool_segments",
+                "tollgate_spool_segments_deleted_total",
                 "tollgate_spool_torn_tails_total",
                 "tollgate_spool_truncated_bytes_total",
             ]

@@ -1,46 +1,68 @@
-//! The durable local spool: a write-ahead log of minimized events in one directory.
+//! The durable local spool: an encrypted write-ahead log of minimized events, read by named consumers.
 //!
-//! What it guarantees: [`Spool::append`] resolves `Ok` only after every record of the
-//! call has been written and `fsync`ed; it never reports success for data that is not
-//! on disk, and it never drops silently — a spool that would exceed `max_bytes` answers
-//! [`SpoolError::Full`] without writing any record of that call. The records of one call
-//! are written together, in order, into one segment, never interleaved with another
-//! call. Appends are group-committed: one writer thread batches the appends that arrive
-//! within `commit_window` into one write and one fsync. After a crash, [`Spool::open`]
-//! keeps every complete, checksum-valid record and truncates a torn or corrupt segment
-//! tail (so an append that was never acknowledged may survive partly, as a prefix of its
-//! records, or not at all: delivery is at-least-once for a caller that retries). Only
-//! [`MinimizedEvent`]s can be stored. One process may open a directory at a time.
+//! What it guarantees:
+//! - [`Spool::append`] resolves `Ok` only after every record of the call is written and `fsync`ed; it never
+//!   reports success for data that is not on disk, and never drops silently — a spool that would exceed
+//!   `max_bytes` (after deleting what every consumer has passed) answers [`SpoolError::Full`] without writing
+//!   any record of that call. The records of one call are written together, in order, into one segment.
+//!   Appends are group-committed by one writer thread (see `writer`).
+//! - Everything on disk is encrypted with AES-256-GCM under the active spool key (see `cipher`); files are
+//!   0600 and directories 0700 whatever the umask.
+//! - Damage costs the damaged records only: frames carry sync markers and checksums over their headers, so
+//!   readers and recovery find the next intact record (see `segment`, `scan`, `recover`). Only a torn tail
+//!   of the last segment is ever cut.
+//! - A [`Reader`] sees only fsynced records and moves its durable cursor when its consumer commits; a
+//!   segment is deleted once every configured consumer's cursor is past it, or — only with `max_age` —
+//!   expired, logged and counted.
 //!
-//! Layout: segment files `seg-{n:020}.log`, numbered from 1; each is a sequence of frames
-//! `[u32 LE payload length][u32 LE crc32 of payload][payload]`.
+//! Only [`MinimizedEvent`]s can be stored. One process may open a directory at a time (`LOCK`).
+//!
+//! Layout of the directory: `seg-{n:020}.log` segments, `cursors/<consumer>`, `quarantine/`, `LOCK`.
 
+mod cipher;
+mod cursor;
+mod fsutil;
+mod inspect;
 mod metrics;
+mod reader;
+mod record;
 mod recover;
+mod scan;
 mod segment;
+mod shared;
+mod space;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::clock::Clock;
 use crate::event::MinimizedEvent;
 
+pub use cipher::{SpoolKey, SpoolKeys};
+pub use cursor::valid_name as valid_consumer_name;
+pub use inspect::{read_all, status, verify, ConsumerStatus, SpoolStatus, VerifyReport};
 pub use metrics::SpoolMetrics;
-pub use segment::MAX_RECORD_BYTES;
+pub use reader::{Batch, Reader};
+pub use record::{Route, StoredRecord};
+pub use scan::{Damage, DamageKind};
+pub use segment::{HeaderError, DATA_START, MAX_KEY_ID, MAX_RECORD_BYTES};
+pub use shared::Position;
 
-/// Where the spool lives and how far it may grow.
-#[derive(Debug, Clone)]
+/// Where the spool lives, how far it may grow, and who reads it. Restart-only: compared whole on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
-    /// Spool directory, created if missing.
+    /// Spool directory, created (0700) if missing.
     pub dir: PathBuf,
-    /// Rotate to a new segment when the current one would exceed this. An append larger
-    /// than this gets a segment of its own.
+    /// Rotate to a new segment when the current one would exceed this. An append larger than this gets a
+    /// segment of its own.
     pub segment_bytes: u64,
     /// Total bytes of all segments; an append that would exceed it fails with `Full`.
     pub max_bytes: u64,
@@ -50,11 +72,15 @@ pub struct SpoolConfig {
     pub max_batch_bytes: usize,
     /// Bound of the append queue; senders wait when it is full. Must be at least 1.
     pub queue_depth: usize,
+    /// Records older than this are expired (deleted, logged, counted) even if a consumer has not read them.
+    pub max_age: Option<Duration>,
+    /// The consumers whose cursors hold segments; none means nothing is ever deleted (but by `max_age`).
+    pub consumers: Vec<String>,
 }
 
 impl SpoolConfig {
-    /// A config with safe defaults: 64 MiB segments, 1 GiB total, 2 ms window,
-    /// 1 MiB batches, 1024 queued appends.
+    /// A config with safe defaults: 64 MiB segments, 1 GiB total, 2 ms window, 1 MiB batches, 1024 queued
+    /// appends, no expiry, no consumers.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -63,6 +89,8 @@ impl SpoolConfig {
             commit_window: Duration::from_millis(2),
             max_batch_bytes: 1 << 20,
             queue_depth: 1024,
+            max_age: None,
+            consumers: Vec::new(),
         }
     }
 }
@@ -81,10 +109,22 @@ pub enum SpoolError {
     RecordSize { len: usize },
     /// The configuration cannot work.
     #[error("invalid spool config: {0}")]
-    InvalidConfig(&'static str),
+    InvalidConfig(String),
     /// Another process (or another open spool) holds this directory.
     #[error("spool directory {0} is in use by another process")]
     Locked(PathBuf),
+    /// A segment names a key id that is not configured.
+    #[error("spool segment {} is encrypted with key id {key_id:?}, which is not configured (add it to spool.keys)", segment.display())]
+    UnknownKey { key_id: String, segment: PathBuf },
+    /// The configured key with that id does not decrypt the segment.
+    #[error("spool key {key_id:?} does not decrypt segment {} (wrong key material for this id?)", segment.display())]
+    WrongKey { key_id: String, segment: PathBuf },
+    /// A segment that cannot be read at all.
+    #[error("spool segment {}: {reason}{}", segment.display(), if *reason == HeaderError::PreV1 { "; Tollgate 0.1 wrote it: deliver or move away the old segments before upgrading (README, \"Spool format\")" } else { "" })]
+    BadSegment { segment: PathBuf, reason: HeaderError },
+    /// A reader for this consumer is already open, or the consumer is not configured.
+    #[error("spool consumer {0:?}: {1}")]
+    Consumer(String, &'static str),
     /// The writer thread panicked.
     #[error("spool writer thread panicked")]
     WriterPanicked,
@@ -94,26 +134,35 @@ pub enum SpoolError {
 }
 
 /// What recovery found when the spool was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Recovery {
     /// Segment files found.
     pub segments: usize,
-    /// Complete records kept.
+    /// Intact records kept.
     pub records: u64,
-    /// Segments whose torn or corrupt tail was truncated.
+    /// Torn tails cut from the last segment (0 or 1).
     pub torn_tails: u64,
-    /// Bytes removed by those truncations.
+    /// Bytes cut from the last segment.
     pub truncated_bytes: u64,
+    /// Records lost to damage (skipped and quarantined).
+    pub corrupt_records: u64,
 }
 
-/// Cheap, cloneable handle to append to the spool.
-#[derive(Debug, Clone)]
+/// Cheap, cloneable handle to append to the spool and to open readers.
+#[derive(Clone)]
 pub struct Spool {
     tx: mpsc::Sender<writer::Pending>,
+    shared: Arc<shared::Shared>,
 }
 
-/// Owns the writer thread. Dropping it without [`SpoolWriter::close`] also stops the
-/// writer after it drains the queue, but nobody waits for it.
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("dir", &self.shared.dir).finish()
+    }
+}
+
+/// Owns the writer thread. Dropping it without [`SpoolWriter::close`] also stops the writer after it
+/// drains the queue, but nobody waits for it.
 #[derive(Debug)]
 pub struct SpoolWriter {
     thread: writer::WriterThread,
@@ -122,28 +171,51 @@ pub struct SpoolWriter {
 }
 
 impl Spool {
-    /// Recovers the directory, starts the writer thread, and returns the handle, the
-    /// writer and what recovery found.
+    /// Recovers the directory, starts the writer thread on a new segment, and returns the handle, the writer
+    /// and what recovery found. `keys: None` writes plaintext segments (benchmarks only).
     pub fn open(
         cfg: SpoolConfig,
+        keys: Option<SpoolKeys>,
+        clock: Arc<dyn Clock>,
         metrics: Arc<SpoolMetrics>,
     ) -> Result<(Spool, SpoolWriter, Recovery), SpoolError> {
         if cfg.queue_depth == 0 {
-            return Err(SpoolError::InvalidConfig("queue_depth must be at least 1"));
+            return Err(SpoolError::InvalidConfig("queue_depth must be at least 1".into()));
         }
-        std::fs::create_dir_all(&cfg.dir)?;
+        fsutil::private_dir(&cfg.dir)?;
+        fsutil::private_dir(&cursor::dir(&cfg.dir))?;
         let lock = lock(&cfg.dir)?;
-        let recovered = recover::recover(&cfg.dir, &metrics)?;
+        let recovered = recover::recover(&cfg.dir, keys.as_ref(), &metrics)?;
+        let mut positions = std::collections::BTreeMap::new();
+        for name in &cfg.consumers {
+            if !cursor::valid_name(name) {
+                return Err(SpoolError::Consumer(name.clone(), "names are 1-64 of A-Z a-z 0-9 _ -"));
+            }
+            positions.insert(name.clone(), cursor::load(&cfg.dir, name)?.unwrap_or_default());
+        }
+        let shared = Arc::new(shared::Shared {
+            dir: cfg.dir.clone(),
+            committed: watch::Sender::new(Position::default()),
+            cursors: Mutex::new(shared::Cursors {
+                positions,
+                open: Vec::new(),
+            }),
+            reclaim: Notify::new(),
+            keys: ArcSwap::from_pointee(keys),
+            metrics,
+        });
         let limits = writer::Limits {
             segment_bytes: cfg.segment_bytes,
             max_bytes: cfg.max_bytes,
             commit_window: cfg.commit_window,
             max_batch_bytes: cfg.max_batch_bytes,
+            max_age: cfg.max_age,
         };
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
-        let thread = writer::spawn(cfg.dir, &recovered, limits, metrics, rx)?;
+        let space = space::Space::new(recovered.sealed);
+        let thread = writer::spawn(shared.clone(), space, recovered.next_seg, limits, clock, rx)?;
         Ok((
-            Spool { tx },
+            Spool { tx, shared },
             SpoolWriter {
                 thread,
                 _lock: lock,
@@ -152,12 +224,10 @@ impl Spool {
         ))
     }
 
-    /// Appends all `events` as one unit and resolves after the fsync that covers them.
-    ///
-    /// `Err(Full)` if `max_bytes` would be exceeded (nothing of this call written),
-    /// `Err(Closed)` once the writer is closed, `Err(Io)` if the commit failed. Waits
-    /// while the queue is full. Dropping the future after it was queued does not
-    /// cancel the write.
+    /// Appends all `events` as one unit, routed to every consumer, and resolves after the fsync that covers
+    /// them. `Err(Full)` if `max_bytes` would be exceeded (nothing of this call written), `Err(Closed)` once
+    /// the writer is closed, `Err(Io)` if the commit failed. Waits while the queue is full. Dropping the
+    /// future after it was queued does not cancel the write.
     pub async fn append(&self, events: &[MinimizedEvent]) -> Result<(), SpoolError> {
         if events.is_empty() {
             return if self.tx.is_closed() {
@@ -166,30 +236,73 @@ impl Spool {
                 Ok(())
             };
         }
-        let mut frames = Vec::new();
-        for event in events {
-            segment::encode_into(&mut frames, event.record())?;
+        let mut plain = Vec::with_capacity(events.iter().map(|e| e.record().len() + 64).sum());
+        let mut lens = Vec::with_capacity(events.len());
+        let mut newest_ms = i64::MIN;
+        for e in events {
+            let before = plain.len();
+            let route = Route::All;
+            record::encode_into(&mut plain, e.site(), e.event_id(), e.received_ms(), &route, e.record());
+            let len = plain.len() - before;
+            if e.record().is_empty() || len + cipher::TAG_LEN > MAX_RECORD_BYTES {
+                return Err(SpoolError::RecordSize { len });
+            }
+            lens.push(len as u32);
+            newest_ms = newest_ms.max(e.received_ms());
         }
         let (reply, answer) = oneshot::channel();
         let pending = writer::Pending {
-            frames,
-            records: events.len() as u64,
+            plain,
+            lens,
+            newest_ms,
             reply,
         };
-        self.tx
-            .send(pending)
-            .await
-            .map_err(|_| SpoolError::Closed)?;
+        self.tx.send(pending).await.map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Opens the reader of a configured consumer, at its durable cursor (the oldest record if it has none).
+    pub fn reader(&self, name: &str) -> Result<Reader, SpoolError> {
+        let mut c = self.shared.cursors.lock().expect("cursor table lock");
+        let Some(&start) = c.positions.get(name) else {
+            return Err(SpoolError::Consumer(name.into(), "not among spool consumers"));
+        };
+        if c.open.iter().any(|n| n == name) {
+            return Err(SpoolError::Consumer(name.into(), "a reader is already open"));
+        }
+        c.open.push(name.to_owned());
+        drop(c);
+        Ok(Reader::new(name.to_owned(), self.shared.clone(), start))
+    }
+
+    /// New keys after a reload: all of them decrypt, and a changed active key starts a new segment.
+    pub fn set_keys(&self, keys: SpoolKeys) {
+        self.shared.keys.store(Arc::new(Some(keys)));
+    }
+
+    /// Key ids of the segments on disk now (a reload must not drop a key these still need).
+    pub fn key_ids_in_use(&self) -> Result<Vec<String>, SpoolError> {
+        inspect::key_ids(&self.shared.dir)
+    }
+
+    /// The end of fsynced data.
+    pub fn committed(&self) -> Position {
+        *self.shared.committed.borrow()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
 }
 
 /// Two writers on one directory would interleave and truncate each other's records: the second is refused.
 fn lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(dir.join("LOCK"))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -199,25 +312,9 @@ fn lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
 }
 
 impl SpoolWriter {
-    /// Stops accepting appends (later ones get `Closed`), commits every append already
-    /// queued (cutting the current commit window short), does a final fsync and joins
-    /// the thread. An async fn that awaits the thread's result on any tokio runtime; the
-    /// join itself happens once the thread is done, so it does not block the executor.
+    /// Stops accepting appends (later ones get `Closed`), commits every append already queued (cutting the
+    /// current commit window short), does a final fsync and joins the thread.
     pub async fn close(self) -> Result<(), SpoolError> {
         self.thread.stop().await
     }
-}
-
-/// Reads every complete record of the spool in `dir`, in order, without modifying
-/// anything. Stops reading a segment at its first torn or corrupt frame and goes on
-/// with the next segment.
-pub fn read_all(dir: &Path) -> Result<Vec<Vec<u8>>, SpoolError> {
-    let mut records = Vec::new();
-    for (_, path) in segment::list_segments(dir)? {
-        let (end, _) = segment::scan_file(&path, |payload| records.push(payload.to_vec()))?;
-        if let Some(fault) = end.fault {
-            tracing::debug!(segment = %path.display(), ?fault, "spool: read stopped at a torn tail");
-        }
-    }
-    Ok(records)
 }

@@ -1,19 +1,39 @@
-//! Segment files and record framing.
+//! Segment format v1: the bytes on disk, and how to find every intact frame again after damage.
 //!
-//! A segment is a sequence of frames `[u32 LE len][u32 LE crc32(payload)][payload]`.
-//! Everything here is pure or read-only: writing and truncating live in `writer`
-//! and `recover`.
+//! ```text
+//! segment = header ‖ header (the same 128 bytes twice) ‖ frame*
+//! header  = "TGSPOOL\x01" ‖ u16 version ‖ u16 flags ‖ u64 segment number ‖ [16] salt
+//!           ‖ u8 key-id length ‖ [64] key id ‖ zero padding ‖ u32 crc32(bytes 0..124)
+//! frame   = [4] sync marker ‖ u32 body length ‖ u64 seq ‖ u32 crc32(sync ‖ length ‖ seq ‖ body) ‖ body
+//! body    = AES-256-GCM(record header ‖ payload) ‖ tag      (see `cipher` and `record`)
+//! ```
+//! All integers little-endian. The header is written twice so that no single damaged byte can make a whole
+//! segment unreadable. Every frame starts with a sync marker and its checksum covers its own header, so a
+//! reader that meets a bad frame looks for the next offset where a complete frame with a valid checksum
+//! starts ([`resync`]) and goes on from there: damage costs the damaged frames, never the ones after them.
+//! Everything here is pure or read-only; writing and truncating live in `writer` and `recover`.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::SpoolError;
+use super::cipher::SALT_LEN;
 
-/// Bytes of the frame header (length + checksum).
-pub(crate) const HEADER_LEN: usize = 8;
-/// Largest payload a frame may carry; a longer length field counts as corruption.
+/// Length of one header copy.
+pub(crate) const HEADER_LEN: usize = 128;
+/// Where the first frame of a segment starts.
+pub const DATA_START: u64 = 2 * HEADER_LEN as u64;
+/// Bytes of a frame header (sync, length, seq, crc).
+pub(crate) const FRAME_HEADER_LEN: usize = 20;
+/// Largest frame body; a longer length field counts as damage.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// Longest key id a segment header can name.
+pub const MAX_KEY_ID: usize = 64;
+
+const MAGIC: &[u8; 8] = b"TGSPOOL\x01";
+const VERSION: u16 = 1;
+const FLAG_ENCRYPTED: u16 = 1;
+const SYNC: [u8; 4] = [0xF5, 0x7A, 0x6C, 0xA3];
 
 const PREFIX: &str = "seg-";
 const SUFFIX: &str = ".log";
@@ -46,218 +66,310 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Appends one frame for `payload` to `buf`.
-///
-/// Fails if the payload is empty or longer than [`MAX_RECORD_BYTES`]: such a frame
-/// would read back as corrupt.
-pub(crate) fn encode_into(buf: &mut Vec<u8>, payload: &[u8]) -> Result<(), SpoolError> {
-    if payload.is_empty() || payload.len() > MAX_RECORD_BYTES {
-        return Err(SpoolError::RecordSize { len: payload.len() });
+/// What a segment header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub seg_no: u64,
+    /// `None` for a plaintext segment (benchmarks only; configured spools always encrypt).
+    pub key_id: Option<String>,
+    pub salt: [u8; SALT_LEN],
+}
+
+impl SegmentHeader {
+    /// Both copies of the header, ready to write at offset 0.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut h = vec![0u8; HEADER_LEN];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        let flags = if self.key_id.is_some() { FLAG_ENCRYPTED } else { 0 };
+        h[10..12].copy_from_slice(&flags.to_le_bytes());
+        h[12..20].copy_from_slice(&self.seg_no.to_le_bytes());
+        h[20..36].copy_from_slice(&self.salt);
+        let id = self.key_id.as_deref().unwrap_or_default().as_bytes();
+        assert!(id.len() <= MAX_KEY_ID, "key ids are validated to {MAX_KEY_ID} bytes");
+        h[36] = id.len() as u8;
+        h[37..37 + id.len()].copy_from_slice(id);
+        let crc = crc32fast::hash(&h[..124]);
+        h[124..].copy_from_slice(&crc.to_le_bytes());
+        let mut both = h.clone();
+        both.extend_from_slice(&h);
+        both
     }
-    let len = u32::try_from(payload.len()).expect("bounded by MAX_RECORD_BYTES");
-    buf.reserve(HEADER_LEN + payload.len());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    buf.extend_from_slice(payload);
-    Ok(())
+
+    /// Reads the first intact copy of the header at the start of `data`.
+    pub(crate) fn decode(data: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        if data.len() >= HEADER_LEN && !data.starts_with(MAGIC) && looks_like_v0(data) {
+            return Err(HeaderError::PreV1);
+        }
+        let mut last = HeaderError::Short;
+        for copy in [0, HEADER_LEN] {
+            match data.get(copy..copy + HEADER_LEN) {
+                Some(h) => match decode_one(h) {
+                    Ok(header) => return Ok(header),
+                    Err(e) => last = e,
+                },
+                None => return Err(last),
+            }
+        }
+        Err(last)
+    }
 }
 
-/// Why a scan stopped before the end of the data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the segment header is incomplete")]
+    Short,
+    #[error("neither copy of the segment header is intact")]
+    Damaged,
+    #[error("segment format version {0} is not supported by this build")]
+    Version(u16),
+    #[error("this is a pre-v1 (unencrypted, headerless) segment")]
+    PreV1,
+}
+
+fn decode_one(h: &[u8]) -> Result<SegmentHeader, HeaderError> {
+    let crc = u32::from_le_bytes(h[124..128].try_into().expect("4 bytes"));
+    if !h.starts_with(MAGIC) || crc32fast::hash(&h[..124]) != crc {
+        return Err(HeaderError::Damaged);
+    }
+    let version = u16::from_le_bytes([h[8], h[9]]);
+    if version != VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    let flags = u16::from_le_bytes([h[10], h[11]]);
+    let id_len = usize::from(h[36]).min(MAX_KEY_ID);
+    let key_id = (flags & FLAG_ENCRYPTED != 0)
+        .then(|| String::from_utf8_lossy(&h[37..37 + id_len]).into_owned());
+    Ok(SegmentHeader {
+        seg_no: u64::from_le_bytes(h[12..20].try_into().expect("8 bytes")),
+        key_id,
+        salt: h[20..36].try_into().expect("16 bytes"),
+    })
+}
+
+/// The foundation's format: `[u32 len][u32 crc32(payload)][payload]` with JSON payloads.
+fn looks_like_v0(data: &[u8]) -> bool {
+    let len = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
+    len > 0 && data.len() >= 8 + len && {
+        let crc = u32::from_le_bytes(data[4..8].try_into().expect("4 bytes"));
+        crc32fast::hash(&data[8..8 + len]) == crc
+    }
+}
+
+/// Frame header bytes for a body of `body_len` bytes; the crc is filled in by [`finish_frame`].
+pub(crate) fn frame_header(body_len: usize, seq: u64) -> [u8; FRAME_HEADER_LEN] {
+    let len = u32::try_from(body_len).expect("bounded by MAX_RECORD_BYTES");
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(&SYNC);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h
+}
+
+/// The bytes of the frame header the AEAD authenticates (sync, length, seq).
+pub(crate) fn aad(header: &[u8; FRAME_HEADER_LEN]) -> &[u8] {
+    &header[..16]
+}
+
+/// Appends a complete frame (header with checksum, then `body`) to `out`.
+pub(crate) fn finish_frame(out: &mut Vec<u8>, mut header: [u8; FRAME_HEADER_LEN], body: &[u8]) {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[..16]);
+    crc.update(body);
+    header[16..].copy_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(body);
+}
+
+/// One intact frame found in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
-    /// The data ends inside a header or a payload.
-    Incomplete,
-    /// The length field is 0 or above [`MAX_RECORD_BYTES`].
-    BadLength(u32),
-    /// The payload does not match its checksum.
-    BadChecksum,
+pub(crate) struct Frame<'a> {
+    /// Offset of the frame's first byte in the buffer, and of the byte after it.
+    pub start: usize,
+    pub end: usize,
+    pub seq: u64,
+    pub header: &'a [u8; FRAME_HEADER_LEN],
+    pub body: &'a [u8],
 }
 
-/// Where a scan ended.
+/// What sits at one offset of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ScanEnd {
-    /// Bytes of complete, valid frames from the start.
-    pub valid_len: u64,
-    /// Number of valid frames.
-    pub records: u64,
-    /// Set if bytes follow `valid_len` that are not a valid frame.
-    pub fault: Option<Fault>,
+pub(crate) enum Parse<'a> {
+    Frame(Frame<'a>),
+    /// The buffer ends before the frame that starts here could be complete (a torn tail, or more to read).
+    Short,
+    /// Not an intact frame.
+    Bad,
 }
 
-/// Reads frames from `reader` until the end or the first bad frame, handing each
-/// valid payload to `on_record`. Only a real read error is an `Err`.
-pub(crate) fn scan<R: Read>(reader: R, mut on_record: impl FnMut(&[u8])) -> io::Result<ScanEnd> {
-    let mut reader = BufReader::new(reader);
-    let mut end = ScanEnd {
-        valid_len: 0,
-        records: 0,
-        fault: None,
+/// Parses the frame starting at `pos` of `data`.
+pub(crate) fn parse_at(data: &[u8], pos: usize) -> Parse<'_> {
+    let Some(header) = data.get(pos..pos + FRAME_HEADER_LEN) else {
+        let rest = &data[pos.min(data.len())..];
+        let n = rest.len().min(4);
+        return if rest[..n] == SYNC[..n] {
+            Parse::Short
+        } else {
+            Parse::Bad
+        };
     };
-    let mut header = [0u8; HEADER_LEN];
-    let mut payload = Vec::new();
-    loop {
-        match read_full(&mut reader, &mut header)? {
-            0 => return Ok(end),
-            HEADER_LEN => {}
-            _ => return Ok(end.with_fault(Fault::Incomplete)),
-        }
-        let (len, crc) = split_header(&header);
-        if len == 0 || len as usize > MAX_RECORD_BYTES {
-            return Ok(end.with_fault(Fault::BadLength(len)));
-        }
-        payload.resize(len as usize, 0);
-        if read_full(&mut reader, &mut payload)? < payload.len() {
-            return Ok(end.with_fault(Fault::Incomplete));
-        }
-        if crc32fast::hash(&payload) != crc {
-            return Ok(end.with_fault(Fault::BadChecksum));
-        }
-        on_record(&payload);
-        end.valid_len += (HEADER_LEN + payload.len()) as u64;
-        end.records += 1;
+    let header: &[u8; FRAME_HEADER_LEN] = header.try_into().expect("sliced to length");
+    if header[..4] != SYNC {
+        return Parse::Bad;
     }
-}
-
-/// Scans the segment file at `path` (see [`scan`]); also returns the file length.
-pub(crate) fn scan_file(path: &Path, on_record: impl FnMut(&[u8])) -> io::Result<(ScanEnd, u64)> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    Ok((scan(file, on_record)?, file_len))
-}
-
-impl ScanEnd {
-    fn with_fault(mut self, fault: Fault) -> Self {
-        self.fault = Some(fault);
-        self
+    let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return Parse::Bad;
     }
+    let start = pos + FRAME_HEADER_LEN;
+    let Some(body) = data.get(start..start + len) else {
+        return Parse::Short;
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[..16]);
+    crc.update(body);
+    if crc.finalize().to_le_bytes() != header[16..] {
+        return Parse::Bad;
+    }
+    Parse::Frame(Frame {
+        start: pos,
+        end: start + len,
+        seq: u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")),
+        header,
+        body,
+    })
 }
 
-fn split_header(header: &[u8; HEADER_LEN]) -> (u32, u32) {
-    let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
-    (
-        u32::from_le_bytes([l0, l1, l2, l3]),
-        u32::from_le_bytes([c0, c1, c2, c3]),
-    )
-}
-
-/// Reads until `buf` is full or the end of the data; returns the bytes read.
-fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The first offset after `from` where an intact frame starts, if any in `data`.
+pub(crate) fn resync(data: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + FRAME_HEADER_LEN <= data.len() {
+        let off = data[at..].windows(4).position(|w| w == SYNC)?;
+        let pos = at + off;
+        if let Parse::Frame(_) = parse_at(data, pos) {
+            return Some(pos);
         }
+        at = pos + 1;
     }
-    Ok(filled)
+    None
+}
+
+/// The offset of the next sync marker at or after `from`, intact frame or not.
+pub(crate) fn resync_marker(data: &[u8], from: usize) -> Option<usize> {
+    let rest = data.get(from..)?;
+    rest.windows(4).position(|w| w == SYNC).map(|off| from + off)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frames(payloads: &[&[u8]]) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for p in payloads {
-            encode_into(&mut buf, p).unwrap();
-        }
-        buf
-    }
-
-    fn scan_all(data: &[u8]) -> (Vec<Vec<u8>>, ScanEnd) {
+    fn frames(bodies: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
-        let end = scan(data, |p| out.push(p.to_vec())).unwrap();
-        (out, end)
+        for (seq, b) in bodies.iter().enumerate() {
+            finish_frame(&mut out, frame_header(b.len(), seq as u64), b);
+        }
+        out
     }
 
-    #[test]
-    fn frames_round_trip() {
-        let data = frames(&[b"a", b"{\"k\":1}", &[7u8; 1000]]);
-        let (records, end) = scan_all(&data);
-        assert_eq!(
-            records,
-            vec![b"a".to_vec(), b"{\"k\":1}".to_vec(), vec![7u8; 1000]]
-        );
-        assert_eq!(
-            end,
-            ScanEnd {
-                valid_len: data.len() as u64,
-                records: 3,
-                fault: None
+    fn walk(data: &[u8]) -> (Vec<u64>, Vec<(usize, usize)>) {
+        let (mut seqs, mut damage, mut pos) = (Vec::new(), Vec::new(), 0);
+        while pos < data.len() {
+            match parse_at(data, pos) {
+                Parse::Frame(f) => {
+                    seqs.push(f.seq);
+                    pos = f.end;
+                }
+                Parse::Short | Parse::Bad => {
+                    let next = resync(data, pos + 1).unwrap_or(data.len());
+                    damage.push((pos, next));
+                    pos = next;
+                }
             }
-        );
+        }
+        (seqs, damage)
     }
 
     #[test]
-    fn every_cut_point_keeps_only_complete_frames() {
-        let data = frames(&[b"first", b"second"]);
-        let first_len = HEADER_LEN + 5;
-        for cut in 1..data.len() {
-            let (records, end) = scan_all(&data[..cut]);
-            let expect = usize::from(cut >= first_len);
-            assert_eq!(records.len(), expect, "cut at {cut}");
-            assert_eq!(end.valid_len, (expect * first_len) as u64);
-            let fault = if cut == first_len {
-                None
-            } else {
-                Some(Fault::Incomplete)
-            };
-            assert_eq!(end.fault, fault, "cut at {cut}");
+    fn header_round_trips_and_survives_one_damaged_copy() {
+        let h = SegmentHeader {
+            seg_no: 42,
+            key_id: Some("s1".into()),
+            salt: [7; SALT_LEN],
+        };
+        let mut bytes = h.encode();
+        assert_eq!(bytes.len() as u64, DATA_START);
+        assert_eq!(SegmentHeader::decode(&bytes).unwrap(), h);
+        for i in 0..HEADER_LEN {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x40;
+            assert_eq!(SegmentHeader::decode(&damaged).unwrap(), h, "byte {i}");
+        }
+        bytes[3] ^= 1;
+        bytes[HEADER_LEN + 3] ^= 1;
+        assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderError::Damaged));
+        assert_eq!(SegmentHeader::decode(&h.encode()[..100]), Err(HeaderError::Short));
+    }
+
+    #[test]
+    fn the_foundation_format_is_recognised() {
+        let payload = br#"{"site":"demo","event_id":"e1","pad":"......................................................................................................................."}"#;
+        let mut v0 = (payload.len() as u32).to_le_bytes().to_vec();
+        v0.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        v0.extend_from_slice(payload);
+        assert_eq!(SegmentHeader::decode(&v0), Err(HeaderError::PreV1));
+    }
+
+    #[test]
+    fn every_single_byte_flip_costs_exactly_its_frame() {
+        let bodies: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 30 + usize::from(i)]).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let data = frames(&refs);
+        assert_eq!(walk(&data), ((0..5).collect(), vec![]));
+        let mut bounds = vec![0];
+        for b in &bodies {
+            bounds.push(bounds.last().unwrap() + FRAME_HEADER_LEN + b.len());
+        }
+        for i in 0..data.len() {
+            let mut damaged = data.clone();
+            damaged[i] ^= 0x01;
+            let hit = bounds.iter().rposition(|&b| b <= i).unwrap() as u64;
+            let expect: Vec<u64> = (0..5).filter(|&s| s != hit).collect();
+            let (seqs, damage) = walk(&damaged);
+            assert_eq!(seqs, expect, "flip at {i}");
+            assert_eq!(damage.len(), 1, "flip at {i}");
         }
     }
 
     #[test]
-    fn zero_and_huge_lengths_are_corrupt() {
-        let mut data = frames(&[b"ok"]);
-        data.extend_from_slice(&[0u8; HEADER_LEN]);
-        assert_eq!(scan_all(&data).1.fault, Some(Fault::BadLength(0)));
-
-        let mut data = frames(&[b"ok"]);
-        data.extend_from_slice(&u32::MAX.to_le_bytes());
-        data.extend_from_slice(&[0u8; 4]);
-        let (records, end) = scan_all(&data);
-        assert_eq!(records.len(), 1);
-        assert_eq!(end.fault, Some(Fault::BadLength(u32::MAX)));
+    fn a_cut_anywhere_keeps_the_frames_before_it() {
+        let data = frames(&[b"first", b"second"]);
+        let first = FRAME_HEADER_LEN + 5;
+        for cut in 1..data.len() {
+            let (seqs, damage) = walk(&data[..cut]);
+            assert_eq!(seqs.len(), usize::from(cut >= first), "cut at {cut}");
+            assert_eq!(damage.is_empty(), cut == first, "cut at {cut}");
+        }
+        assert_eq!(parse_at(&data[..first + 3], first), Parse::Short);
+        assert_eq!(parse_at(&data[..first + 25], first), Parse::Short);
     }
 
     #[test]
-    fn flipped_payload_byte_fails_checksum() {
-        let mut data = frames(&[b"keep", b"flip me"]);
-        let last = data.len() - 1;
-        data[last] ^= 0x01;
-        let (records, end) = scan_all(&data);
-        assert_eq!(records, vec![b"keep".to_vec()]);
-        assert_eq!(end.fault, Some(Fault::BadChecksum));
-        assert_eq!(end.valid_len, (HEADER_LEN + 4) as u64);
-    }
-
-    #[test]
-    fn empty_and_oversized_records_are_refused() {
-        let mut buf = Vec::new();
-        assert!(matches!(
-            encode_into(&mut buf, b""),
-            Err(SpoolError::RecordSize { len: 0 })
-        ));
-        let big = vec![1u8; MAX_RECORD_BYTES + 1];
-        assert!(matches!(
-            encode_into(&mut buf, &big),
-            Err(SpoolError::RecordSize { .. })
-        ));
-        assert!(buf.is_empty());
+    fn zero_and_huge_lengths_are_bad() {
+        let mut data = frames(&[b"ok"]);
+        let mut h = frame_header(1, 1);
+        h[4..8].copy_from_slice(&0u32.to_le_bytes());
+        data.extend_from_slice(&h);
+        assert_eq!(parse_at(&data, FRAME_HEADER_LEN + 2), Parse::Bad);
+        h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(parse_at(&h, 0), Parse::Bad);
     }
 
     #[test]
     fn segment_names_parse_back() {
         assert_eq!(segment_name(1), "seg-00000000000000000001.log");
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
-        for other in [
-            "seg-1.log",
-            "seg-0000000000000000000x.log",
-            "x.log",
-            "seg-00000000000000000001.tmp",
-        ] {
+        for other in ["seg-1.log", "seg-0000000000000000000x.log", "x.log", "seg-00000000000000000001.tmp"] {
             assert_eq!(parse_segment_name(other), None, "{other}");
         }
     }

@@ -1,12 +1,13 @@
-//! The group-commit writer: one OS thread owns the active segment file.
+//! The group-commit writer: one OS thread owns the active segment file and the byte count.
 //!
-//! It takes the first queued append, gathers more for at most `commit_window` (or
-//! until `max_batch_bytes`), writes them with one `write` and one `fsync`, and only
-//! then answers every waiter. An append never straddles two segments.
+//! It takes the first queued append, gathers more for at most `commit_window` (or until `max_batch_bytes`),
+//! encrypts and frames them, writes them with one `write` and one `fsync`, publishes the new committed
+//! position to readers, and only then answers every waiter. An append never straddles two segments. The
+//! writer never appends to a segment it did not create: after a restart it starts a new one. Between
+//! commits it deletes segments every consumer has passed (and, with `max_age`, expires old ones).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,15 +15,26 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::recover::Recovered;
-use super::segment::segment_name;
-use super::{SpoolError, SpoolMetrics};
+use super::cipher::{SegmentCipher, TAG_LEN};
+use super::segment::{self, SegmentHeader, FRAME_HEADER_LEN};
+use super::shared::{Position, Shared};
+use super::space::Space;
+use super::{fsutil, SpoolError};
+use crate::clock::Clock;
 
-/// One queued append: its encoded frames and the channel to answer on.
+/// One queued append: its records' plaintext (record header + payload each) and the channel to answer on.
 pub(crate) struct Pending {
-    pub frames: Vec<u8>,
-    pub records: u64,
+    pub plain: Vec<u8>,
+    pub lens: Vec<u32>,
+    pub newest_ms: i64,
     pub reply: oneshot::Sender<Result<(), SpoolError>>,
+}
+
+impl Pending {
+    /// Bytes these records take on disk.
+    pub(crate) fn disk_len(&self) -> u64 {
+        (self.plain.len() + self.lens.len() * (FRAME_HEADER_LEN + TAG_LEN)) as u64
+    }
 }
 
 /// Bounds the writer enforces (copied from `SpoolConfig`).
@@ -32,6 +44,7 @@ pub(crate) struct Limits {
     pub max_bytes: u64,
     pub commit_window: Duration,
     pub max_batch_bytes: usize,
+    pub max_age: Option<Duration>,
 }
 
 /// The running writer thread and the channels to stop it and hear how it ended.
@@ -42,19 +55,19 @@ pub(crate) struct WriterThread {
     thread: JoinHandle<()>,
 }
 
-/// Opens the active segment and starts the writer thread. It runs a current-thread
-/// runtime with time enabled, used only to wait on the queue and the commit window.
+/// Starts the writer thread on a new segment numbered `next_seg`.
 pub(crate) fn spawn(
-    dir: PathBuf,
-    recovered: &Recovered,
+    shared: Arc<Shared>,
+    space: Space,
+    next_seg: u64,
     limits: Limits,
-    metrics: Arc<SpoolMetrics>,
+    clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Pending>,
 ) -> Result<WriterThread, SpoolError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
-    let log = ActiveLog::open(dir, recovered, limits, metrics)?;
+    let log = ActiveLog::open(shared, space, next_seg, limits, clock)?;
     let (shutdown, shutdown_rx) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     let inbox = Inbox {
@@ -76,8 +89,7 @@ pub(crate) fn spawn(
 }
 
 impl WriterThread {
-    /// Asks the thread to drain and stop, waits for its result, then joins it. The join
-    /// happens after the thread has sent its result, so it does not block for long.
+    /// Asks the thread to drain and stop, waits for its result, then joins it.
     pub(crate) async fn stop(self) -> Result<(), SpoolError> {
         let _ = self.shutdown.send(());
         let result = self.done.await;
@@ -90,12 +102,18 @@ impl WriterThread {
 
 async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(), SpoolError> {
     let mut carry = None;
+    // With max_age, wake up now and then to expire even when no append arrives.
+    let tick = limits.max_age.map(|a| (a / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
     loop {
         let first = match carry.take() {
             Some(p) => p,
-            None => match inbox.recv(None).await {
-                Some(p) => p,
-                None => break,
+            None => match inbox.wait(&log.shared, tick).await {
+                Wake::Append(p) => p,
+                Wake::Maintain => {
+                    log.maintain(true);
+                    continue;
+                }
+                Wake::Closed => break,
             },
         };
         let (batch, next) = gather(first, &mut inbox, limits).await;
@@ -105,24 +123,20 @@ async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(),
     log.finish()
 }
 
-/// Collects appends after `first` until the window closes or the batch is full. An
-/// append that would overflow `max_batch_bytes` is handed back for the next batch.
-async fn gather(
-    first: Pending,
-    inbox: &mut Inbox,
-    limits: Limits,
-) -> (Vec<Pending>, Option<Pending>) {
+/// Collects appends after `first` until the window closes or the batch is full. An append that would
+/// overflow `max_batch_bytes` is handed back for the next batch.
+async fn gather(first: Pending, inbox: &mut Inbox, limits: Limits) -> (Vec<Pending>, Option<Pending>) {
     let deadline = Instant::now() + limits.commit_window;
-    let mut bytes = first.frames.len();
+    let mut bytes = first.plain.len();
     let mut batch = vec![first];
     while bytes < limits.max_batch_bytes {
         let Some(next) = inbox.recv(Some(deadline)).await else {
             break;
         };
-        if bytes + next.frames.len() > limits.max_batch_bytes {
+        if bytes + next.plain.len() > limits.max_batch_bytes {
             return (batch, Some(next));
         }
-        bytes += next.frames.len();
+        bytes += next.plain.len();
         batch.push(next);
     }
     (batch, None)
@@ -135,10 +149,35 @@ struct Inbox {
     closing: bool,
 }
 
+enum Wake {
+    Append(Pending),
+    /// A reader moved its cursor, or the expiry tick elapsed.
+    Maintain,
+    Closed,
+}
+
 impl Inbox {
-    /// Next queued append, waiting at most until `deadline` (forever if `None`).
-    /// Once shutdown is requested (or the `SpoolWriter` dropped) the queue is closed to
-    /// senders and this only drains what is already queued, without waiting.
+    /// Waits for an append while idle; also wakes for space maintenance.
+    async fn wait(&mut self, shared: &Shared, tick: Option<Duration>) -> Wake {
+        if self.closing {
+            return self.rx.recv().await.map_or(Wake::Closed, Wake::Append);
+        }
+        let tick = async {
+            match tick {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            p = self.recv(None) => p.map_or(Wake::Closed, Wake::Append),
+            () = shared.reclaim.notified() => Wake::Maintain,
+            () = tick => Wake::Maintain,
+        }
+    }
+
+    /// Next queued append, waiting at most until `deadline` (forever if `None`). Once shutdown is requested
+    /// (or the `SpoolWriter` dropped) the queue is closed to senders and this only drains what is queued.
     async fn recv(&mut self, deadline: Option<Instant>) -> Option<Pending> {
         if let Ok(p) = self.rx.try_recv() {
             return Some(p);
@@ -180,55 +219,82 @@ impl Failure {
     }
 }
 
-/// The active segment and the byte accounting.
+/// The active segment.
 struct ActiveLog {
-    dir: PathBuf,
+    shared: Arc<Shared>,
+    space: Space,
     seg_no: u64,
     file: File,
-    /// Bytes of the active segment that are written and synced.
-    seg_len: u64,
-    /// Bytes of all earlier segments.
-    closed_bytes: u64,
+    /// Key id and AEAD key of the active segment (`None`: plaintext).
+    key_id: Option<String>,
+    cipher: Option<SegmentCipher>,
+    /// Next record sequence number in the active segment; never rolled back.
+    seq: u64,
     failed: Option<Failure>,
     limits: Limits,
-    metrics: Arc<SpoolMetrics>,
+    clock: Arc<dyn Clock>,
+    scratch: Vec<u8>,
+    #[cfg(test)]
+    gate: Option<Arc<super::tests::SyncGate>>,
 }
 
 impl ActiveLog {
     fn open(
-        dir: PathBuf,
-        recovered: &Recovered,
+        shared: Arc<Shared>,
+        space: Space,
+        seg_no: u64,
         limits: Limits,
-        metrics: Arc<SpoolMetrics>,
-    ) -> io::Result<Self> {
-        let (seg_no, seg_len, file) = match recovered.last {
-            Some((n, len)) => (n, len, open_segment(&dir, n, false)?),
-            None => {
-                let file = open_segment(&dir, 1, true)?;
-                sync_dir(&dir)?;
-                (1, 0, file)
-            }
-        };
-        let closed_bytes = recovered.total_bytes - seg_len;
-        Ok(Self {
-            dir,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SpoolError> {
+        let (file, key_id, cipher) = create_segment(&shared, seg_no)?;
+        let mut log = Self {
+            shared,
+            space,
             seg_no,
             file,
-            seg_len,
-            closed_bytes,
+            key_id,
+            cipher,
+            seq: 0,
             failed: None,
             limits,
-            metrics,
-        })
+            clock,
+            scratch: Vec::new(),
+            #[cfg(test)]
+            gate: super::tests::take_gate(),
+        };
+        log.space.start_segment(seg_no, segment::DATA_START);
+        log.publish();
+        log.space.publish_bytes(&log.shared.metrics);
+        Ok(log)
     }
 
-    fn total(&self) -> u64 {
-        self.closed_bytes + self.seg_len
+    fn publish(&self) {
+        self.shared.committed.send_replace(Position {
+            seg: self.seg_no,
+            offset: self.space.active_len(),
+        });
     }
 
-    /// Writes a batch and answers every waiter: `Full` for appends that do not fit
-    /// (checked before any byte of them is written), then `Ok` after the fsync that
-    /// covers the rest, or `Io` for all of them if anything failed.
+    /// Deletes what every consumer has passed, and expires what is older than `max_age`. Only between
+    /// commits may it seal an expired active segment (`may_rotate`): inside one, frames are being framed
+    /// for the active segment.
+    fn maintain(&mut self, may_rotate: bool) {
+        if let Some(max_age) = self.limits.max_age {
+            let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = self.clock.now_ms().saturating_sub(age);
+            if may_rotate && self.failed.is_none() && self.space.active_is_older_than(cutoff) {
+                if let Err(e) = self.rotate() {
+                    tracing::error!(error = %e, "spool: rotation for expiry failed");
+                }
+            }
+            self.space.expire(&self.shared, cutoff);
+        }
+        self.space.reclaim(&self.shared);
+        self.space.publish_bytes(&self.shared.metrics);
+    }
+
+    /// Writes a batch and answers every waiter: `Full` for appends that do not fit (checked before any byte
+    /// of them is written), then `Ok` after the fsync that covers the rest, or `Io` for all if anything failed.
     fn commit(&mut self, batch: Vec<Pending>) {
         if let Some(failure) = &self.failed {
             for p in batch {
@@ -236,33 +302,32 @@ impl ActiveLog {
             }
             return;
         }
+        let mut result = self.rotate_if_key_changed();
         let mut buf = Vec::new();
         let mut waiters = Vec::with_capacity(batch.len());
         let mut records = 0;
-        let mut result = Ok(());
         let mut queue = batch.into_iter();
-        for p in queue.by_ref() {
-            let size = p.frames.len() as u64;
-            if self.total() + buf.len() as u64 + size > self.limits.max_bytes {
-                self.metrics.full.inc();
+        while result.is_ok() {
+            let Some(p) = queue.next() else { break };
+            let size = p.disk_len();
+            if !self.fits(buf.len() as u64 + size) {
+                self.shared.metrics.full.inc();
                 let _ = p.reply.send(Err(SpoolError::Full));
                 continue;
             }
-            let in_segment = self.seg_len + buf.len() as u64;
+            let in_segment = self.space.active_len() - segment::DATA_START + buf.len() as u64;
             if in_segment > 0 && in_segment + size > self.limits.segment_bytes {
-                if let Err(e) = self.flush(&mut buf).and_then(|()| self.rotate()) {
-                    result = Err(e);
-                    waiters.push(p);
-                    break;
-                }
+                result = self.flush(&mut buf).and_then(|()| self.rotate());
             }
-            buf.extend_from_slice(&p.frames);
-            records += p.records;
+            if result.is_ok() {
+                self.encode(&p, &mut buf);
+                records += p.lens.len() as u64;
+            }
             waiters.push(p);
         }
         match result.and_then(|()| self.flush(&mut buf)) {
             Ok(()) => {
-                self.metrics.records.inc_by(records);
+                self.shared.metrics.records.inc_by(records);
                 for p in waiters {
                     let _ = p.reply.send(Ok(()));
                 }
@@ -270,58 +335,104 @@ impl ActiveLog {
             Err(e) => {
                 tracing::error!(error = %e, segment = self.seg_no, "spool: commit failed");
                 for p in waiters.into_iter().chain(queue) {
-                    let _ = p
-                        .reply
-                        .send(Err(SpoolError::Io(io::Error::new(e.kind(), e.to_string()))));
+                    let _ = p.reply.send(Err(SpoolError::Io(io::Error::new(e.kind(), e.to_string()))));
                 }
             }
         }
     }
 
-    /// Writes `buf` to the active segment with one write and syncs it. A failed write
-    /// is rolled back to the last synced length; a failed fsync (or rollback) stops the
-    /// writer for good, since the kernel may have dropped the dirty pages.
+    /// Whether `extra` more bytes fit under `max_bytes`, reclaiming first if they would not.
+    fn fits(&mut self, extra: u64) -> bool {
+        if self.space.total() + extra <= self.limits.max_bytes {
+            return true;
+        }
+        self.maintain(false);
+        self.space.total() + extra <= self.limits.max_bytes
+    }
+
+    /// Frames (and encrypts) the records of one append into `buf`.
+    fn encode(&mut self, p: &Pending, buf: &mut Vec<u8>) {
+        let mut at = 0;
+        for &len in &p.lens {
+            let plain = &p.plain[at..at + len as usize];
+            at += len as usize;
+            let body_len = plain.len() + if self.cipher.is_some() { TAG_LEN } else { 0 };
+            let header = segment::frame_header(body_len, self.seq);
+            self.scratch.clear();
+            self.scratch.extend_from_slice(plain);
+            if let Some(c) = &self.cipher {
+                c.seal(self.seq, segment::aad(&header), &mut self.scratch);
+            }
+            segment::finish_frame(buf, header, &self.scratch);
+            self.space.add_record(p.newest_ms);
+            self.seq += 1;
+        }
+    }
+
+    /// A reload that changed the active key takes effect with a new segment.
+    fn rotate_if_key_changed(&mut self) -> io::Result<()> {
+        let keys = self.shared.keys.load();
+        let active = keys.as_ref().as_ref().map(|k| k.active().id().to_owned());
+        if active != self.key_id {
+            tracing::info!(segment = self.seg_no + 1, key = ?active, "spool: active key changed, new segment");
+            return self.rotate();
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` to the active segment with one write and syncs it, then publishes the new end. A failed
+    /// write is rolled back to the last synced length; a failed fsync (or rollback) stops the writer for
+    /// good, since the kernel may have dropped the dirty pages.
     fn flush(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         let started = std::time::Instant::now();
         if let Err(e) = self.file.write_all(buf) {
-            if let Err(rollback) = self.file.set_len(self.seg_len) {
+            if let Err(rollback) = self.file.set_len(self.space.active_len()) {
                 self.fail(&rollback);
             }
+            self.space.forget_unsynced();
             return Err(e);
+        }
+        #[cfg(test)]
+        if let Some(gate) = &self.gate {
+            gate.hold();
         }
         if let Err(e) = self.file.sync_data() {
             self.fail(&e);
             return Err(e);
         }
-        self.metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.seg_len += buf.len() as u64;
+        let m = &self.shared.metrics;
+        m.commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.space.synced(buf.len() as u64);
         buf.clear();
-        self.metrics.commits.inc();
-        self.metrics
-            .bytes
-            .set(i64::try_from(self.total()).unwrap_or(i64::MAX));
+        m.commits.inc();
+        self.space.publish_bytes(m);
+        self.publish();
         Ok(())
     }
 
-    /// Closes the (already synced) active segment and starts the next one; the
-    /// directory is synced so the new file's entry is durable.
+    /// Seals the (already synced) active segment and starts the next one.
     fn rotate(&mut self) -> io::Result<()> {
         let next = self.seg_no + 1;
-        let file = open_segment(&self.dir, next, true)?;
-        if let Err(e) = sync_dir(&self.dir) {
-            self.fail(&e);
-            return Err(e);
-        }
+        let (file, key_id, cipher) = match create_segment(&self.shared, next) {
+            Ok(created) => created,
+            Err(SpoolError::Io(e)) => {
+                self.fail(&e);
+                return Err(e);
+            }
+            Err(other) => return Err(io::Error::other(other.to_string())),
+        };
         tracing::debug!(segment = next, "spool: rotated");
         self.file = file;
-        self.closed_bytes += self.seg_len;
-        self.seg_len = 0;
+        self.key_id = key_id;
+        self.cipher = cipher;
         self.seg_no = next;
+        self.seq = 0;
+        self.space.start_segment(next, segment::DATA_START);
+        self.space.publish_bytes(&self.shared.metrics);
+        self.publish();
         Ok(())
     }
 
@@ -343,15 +454,24 @@ impl ActiveLog {
     }
 }
 
-fn open_segment(dir: &Path, n: u64, create: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true);
-    if create {
-        options.create_new(true);
-    }
-    options.open(dir.join(segment_name(n)))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// Creates segment `n` with its header (encrypted with the active key, if any), fsynced with its directory.
+fn create_segment(
+    shared: &Shared,
+    n: u64,
+) -> Result<(File, Option<String>, Option<SegmentCipher>), SpoolError> {
+    let keys = shared.keys.load();
+    let active = keys.as_ref().as_ref().map(|k| k.active().clone());
+    let salt = super::cipher::new_salt();
+    let header = SegmentHeader {
+        seg_no: n,
+        key_id: active.as_ref().map(|k| k.id().to_owned()),
+        salt,
+    };
+    let path = shared.dir.join(segment::segment_name(n));
+    let mut file = fsutil::create_private(&path)?;
+    file.write_all(&header.encode())?;
+    file.sync_all()?;
+    fsutil::sync_dir(&shared.dir)?;
+    let cipher = active.as_ref().map(|k| k.for_segment(&salt, n));
+    Ok((file, header.key_id, cipher))
 }

@@ -107,7 +107,7 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
     let mut root = Obj::with_capacity(512);
     root.str("site", "", &ev.site);
     root.str("type", "", ev.kind.as_str());
-    w.event_id(&mut root, &ev.event_id);
+    let event_id = w.event_id(&mut root, ev.event_id);
     root.int("received_ms", ctx.received_ms);
     w.int(&mut root, Field::Ts, ev.ts);
     w.text(&mut root, Field::PageUrl, ev.page_url);
@@ -161,6 +161,9 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
     w.client(&mut root, ctx);
     Outcome::Keep(MinimizedEvent {
         record: root.finish(),
+        site: ev.site,
+        event_id,
+        received_ms: ctx.received_ms,
     })
 }
 
@@ -193,15 +196,14 @@ impl Writer<'_> {
         a
     }
 
-    fn event_id(&mut self, out: &mut Obj, id: &str) {
-        match self.action(Field::EventId) {
-            Action::Keep => out.str("event_id", "", id),
-            _ => out.str(
-                "event_id",
-                "",
-                &redact(id, &self.profile.detectors, &mut self.report.hits),
-            ),
-        }
+    /// Writes the event id as stored (redacted unless the profile keeps it) and returns it.
+    fn event_id(&mut self, out: &mut Obj, id: String) -> String {
+        let stored = match self.action(Field::EventId) {
+            Action::Keep => id,
+            _ => redact(&id, &self.profile.detectors, &mut self.report.hits).into_owned(),
+        };
+        out.str("event_id", "", &stored);
+        stored
     }
 
     fn text(&mut self, out: &mut Obj, field: Field, value: Option<String>) {
