@@ -127,16 +127,17 @@ async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(),
 /// overflow `max_batch_bytes` is handed back for the next batch.
 async fn gather(first: Pending, inbox: &mut Inbox, limits: Limits) -> (Vec<Pending>, Option<Pending>) {
     let deadline = Instant::now() + limits.commit_window;
-    let mut bytes = first.plain.len();
+    let mut bytes = first.disk_len() as usize;
     let mut batch = vec![first];
     while bytes < limits.max_batch_bytes {
         let Some(next) = inbox.recv(Some(deadline)).await else {
             break;
         };
-        if bytes + next.plain.len() > limits.max_batch_bytes {
+        let size = next.disk_len() as usize;
+        if bytes + size > limits.max_batch_bytes {
             return (batch, Some(next));
         }
-        bytes += next.plain.len();
+        bytes += size;
         batch.push(next);
     }
     (batch, None)

@@ -1,70 +1,9 @@
+//! The group-commit writer: durability of appends, batching, rotation, `Full`, close, the lock.
+
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 
-use super::segment::list_segments;
 use super::*;
-
-pub(super) fn ev(i: usize) -> MinimizedEvent {
-    MinimizedEvent::for_test("example.org", &format!("e{i:04}"))
-}
-
-pub(super) fn evs(range: std::ops::Range<usize>) -> Vec<MinimizedEvent> {
-    range.map(ev).collect()
-}
-
-pub(super) fn records(events: &[MinimizedEvent]) -> Vec<Vec<u8>> {
-    events.iter().map(MinimizedEvent::to_record).collect()
-}
-
-/// Bytes of one framed test event (all test events have the same size).
-pub(super) fn frame() -> u64 {
-    (segment::HEADER_LEN + ev(0).to_record().len()) as u64
-}
-
-pub(super) fn config(dir: &Path) -> SpoolConfig {
-    SpoolConfig {
-        commit_window: Duration::from_millis(1),
-        ..SpoolConfig::new(dir)
-    }
-}
-
-pub(super) fn open(cfg: SpoolConfig) -> (Spool, SpoolWriter, Recovery, Arc<SpoolMetrics>) {
-    let metrics = Arc::new(SpoolMetrics::register(&prometheus::Registry::new()).unwrap());
-    let (spool, writer, recovery) = Spool::open(cfg, metrics.clone()).unwrap();
-    (spool, writer, recovery, metrics)
-}
-
-pub(super) fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    list_segments(dir)
-        .unwrap()
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect()
-}
-
-pub(super) fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).unwrap().len()
-}
-
-/// Polls `fut` once (so an append gets queued) and reports whether it finished.
-pub(super) async fn poll_once<F: Future + Unpin>(fut: &mut F) -> bool {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx).is_ready())).await
-}
-
-/// Closes the writer, failing (instead of hanging) if it does not finish.
-pub(super) async fn close(writer: SpoolWriter) {
-    let closing = tokio::time::timeout(Duration::from_secs(30), writer.close());
-    closing.await.expect("close finishes").unwrap();
-}
-
-/// Appends each slice as one call, in order.
-pub(super) async fn append_each(spool: &Spool, events: &[MinimizedEvent]) {
-    for e in events {
-        spool.append(std::slice::from_ref(e)).await.unwrap();
-    }
-}
 
 #[tokio::test]
 async fn append_then_read_all_round_trips() {
@@ -75,17 +14,16 @@ async fn append_then_read_all_round_trips() {
         Recovery {
             segments: 0,
             records: 0,
-            torn_tails: 0,
-            truncated_bytes: 0
+            ..Recovery::default()
         }
     );
     let events = evs(0..5);
     spool.append(&events[..3]).await.unwrap();
     spool.append(&events[3..]).await.unwrap();
     spool.append(&[]).await.unwrap();
-    assert_eq!(read_all(dir.path()).unwrap(), records(&events));
+    assert_eq!(stored(dir.path()), records(&events));
     assert_eq!(metrics.records.get(), 5);
-    assert_eq!(metrics.bytes.get(), (5 * frame()) as i64);
+    assert_eq!(metrics.bytes.get(), (DATA_START + 5 * frame()) as i64);
     close(writer).await;
     assert_eq!(segment_paths(dir.path()).len(), 1);
 }
@@ -115,10 +53,10 @@ async fn concurrent_appends_are_group_committed() {
         "{commits} commits for 200 appends"
     );
     close(writer).await;
-    let stored: BTreeSet<_> = read_all(dir.path()).unwrap().into_iter().collect();
+    let on_disk: BTreeSet<_> = stored(dir.path()).into_iter().collect();
     let expected: BTreeSet<_> = records(&evs(0..200)).into_iter().collect();
-    assert_eq!(stored, expected);
-    assert_eq!(read_all(dir.path()).unwrap().len(), 200, "no duplicates");
+    assert_eq!(on_disk, expected);
+    assert_eq!(stored(dir.path()).len(), 200, "no duplicates");
 }
 
 #[tokio::test]
@@ -151,7 +89,7 @@ async fn batches_are_capped_by_max_batch_bytes() {
         .expect("full batches commit without the window");
     // [0, 1] (2 would overflow), [2, 3], [4, 5, 6] (alone: at the cap).
     assert_eq!(metrics.commits.get(), 3);
-    assert_eq!(read_all(dir.path()).unwrap(), records(&events));
+    assert_eq!(stored(dir.path()), records(&events));
     close(writer).await;
 }
 
@@ -170,10 +108,10 @@ async fn rotation_spreads_records_over_segments_in_order() {
     close(writer).await;
 
     let paths = segment_paths(dir.path());
-    let lens: Vec<u64> = paths.iter().map(|p| file_len(p)).collect();
+    let lens: Vec<u64> = paths.iter().map(|p| file_len(p) - DATA_START).collect();
     let f = frame();
     assert_eq!(lens, [2 * f, 2 * f, 2 * f, f, 3 * f, f]);
-    assert_eq!(read_all(dir.path()).unwrap(), records(&events));
+    assert_eq!(stored(dir.path()), records(&events));
 
     let (_, writer, recovery, metrics) = open(SpoolConfig {
         segment_bytes,
@@ -184,11 +122,12 @@ async fn rotation_spreads_records_over_segments_in_order() {
         Recovery {
             segments: 6,
             records: 11,
-            torn_tails: 0,
-            truncated_bytes: 0
+            ..Recovery::default()
         }
     );
-    assert_eq!(metrics.bytes.get(), (11 * f) as i64);
+    // Six sealed segments and the new, empty one the writer starts after a restart.
+    assert_eq!(metrics.bytes.get(), (7 * DATA_START + 11 * f) as i64);
+    assert_eq!(segment_paths(dir.path()).len(), 7);
     close(writer).await;
 }
 
@@ -196,7 +135,7 @@ async fn rotation_spreads_records_over_segments_in_order() {
 async fn full_spool_refuses_the_whole_append() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, writer, _, metrics) = open(SpoolConfig {
-        max_bytes: 3 * frame(),
+        max_bytes: DATA_START + 3 * frame(),
         ..config(dir.path())
     });
     let events = evs(0..6);
@@ -206,7 +145,7 @@ async fn full_spool_refuses_the_whole_append() {
         Err(SpoolError::Full)
     ));
     assert_eq!(
-        read_all(dir.path()).unwrap(),
+        stored(dir.path()),
         records(&events[..2]),
         "nothing of the refused append"
     );
@@ -219,15 +158,15 @@ async fn full_spool_refuses_the_whole_append() {
     ));
     close(writer).await;
     assert_eq!(
-        read_all(dir.path()).unwrap(),
+        stored(dir.path()),
         records(&[ev(0), ev(1), ev(4)])
     );
     assert_eq!(metrics.full.get(), 2);
-    assert_eq!(metrics.bytes.get(), (3 * frame()) as i64);
+    assert_eq!(metrics.bytes.get(), (DATA_START + 3 * frame()) as i64);
 
     // The limit counts what is already on disk after a restart.
     let (spool, writer, _, _) = open(SpoolConfig {
-        max_bytes: 3 * frame(),
+        max_bytes: DATA_START + 3 * frame(),
         ..config(dir.path())
     });
     assert!(matches!(
@@ -241,7 +180,7 @@ async fn full_spool_refuses_the_whole_append() {
 async fn full_is_checked_against_the_rest_of_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpoolConfig {
-        max_bytes: 3 * frame(),
+        max_bytes: DATA_START + 3 * frame(),
         commit_window: Duration::from_secs(600),
         ..config(dir.path())
     };
@@ -259,7 +198,7 @@ async fn full_is_checked_against_the_rest_of_the_batch() {
     assert!(results[..3].iter().all(Result::is_ok), "{results:?}");
     assert!(matches!(results[3], Err(SpoolError::Full)), "{results:?}");
     assert_eq!(metrics.commits.get(), 1);
-    assert_eq!(read_all(dir.path()).unwrap(), records(&events[..3]));
+    assert_eq!(stored(dir.path()), records(&events[..3]));
 }
 
 async fn futures_in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -295,7 +234,7 @@ async fn close_commits_queued_appends_then_refuses() {
         append.await.unwrap();
     }
     assert_eq!(metrics.commits.get(), 1);
-    assert_eq!(read_all(dir.path()).unwrap(), records(&events));
+    assert_eq!(stored(dir.path()), records(&events));
     assert!(matches!(
         spool.append(&[ev(99)]).await,
         Err(SpoolError::Closed)
@@ -306,26 +245,20 @@ async fn close_commits_queued_appends_then_refuses() {
 #[tokio::test]
 async fn zero_queue_depth_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(SpoolMetrics::register(&prometheus::Registry::new()).unwrap());
     let cfg = SpoolConfig {
         queue_depth: 0,
         ..config(dir.path())
     };
-    assert!(matches!(
-        Spool::open(cfg, metrics),
-        Err(SpoolError::InvalidConfig(_))
-    ));
+    assert!(matches!(try_open(cfg, Some(keys())), Err(SpoolError::InvalidConfig(_))));
 }
 
 #[tokio::test]
 async fn a_second_writer_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = prometheus::Registry::new();
-    let metrics = Arc::new(SpoolMetrics::register(&registry).unwrap());
-    let (_spool, writer, _) = Spool::open(SpoolConfig::new(dir.path()), metrics.clone()).unwrap();
-    let second = Spool::open(SpoolConfig::new(dir.path()), metrics.clone());
-    assert!(matches!(second, Err(SpoolError::Locked(_))), "{second:?}");
+    let (_spool, writer, _, _) = open(SpoolConfig::new(dir.path()));
+    let second = try_open(SpoolConfig::new(dir.path()), Some(keys()));
+    assert!(matches!(second, Err(SpoolError::Locked(_))), "{:?}", second.err());
     writer.close().await.unwrap();
     // once the first writer is closed, the directory can be opened again
-    assert!(Spool::open(SpoolConfig::new(dir.path()), metrics).is_ok());
+    assert!(try_open(SpoolConfig::new(dir.path()), Some(keys())).is_ok());
 }
