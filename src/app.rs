@@ -12,10 +12,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{self, ConfigErrors, LoadMode, Snapshot};
+use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, SinkKind, Snapshot};
 use crate::event::minimize::useragent::UaCache;
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
+use crate::sink::deliver;
+use crate::sink::file::{FileStore, FileStoreConfig};
 use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
 
 /// What every request handler can reach.
@@ -88,7 +90,10 @@ impl Ctx {
         if !fixed.is_empty() {
             return Err(ReloadError::RequiresRestart(fixed));
         }
-        let in_use = self.spool.key_ids_in_use().map_err(|e| ReloadError::Spool(e.to_string()))?;
+        let in_use = self
+            .spool
+            .key_ids_in_use()
+            .map_err(|e| ReloadError::Spool(e.to_string()))?;
         let missing: Vec<String> = in_use
             .into_iter()
             .filter(|id| new.spool_keys.get(id).is_none())
@@ -110,6 +115,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("sink {0}: {1}")]
+    Sink(String, std::io::Error),
 }
 
 pub struct App {
@@ -160,7 +167,33 @@ impl App {
         &self.ctx
     }
 
-    /// Binds every configured listener and starts accepting.
+    /// Starts one sink's delivery task on its own spool reader.
+    fn start_sink(
+        &self,
+        sink: &SinkConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, AppError> {
+        let reader = self.ctx.spool.reader(&sink.name)?;
+        let SinkKind::File {
+            dir,
+            max_file_bytes,
+        } = &sink.kind;
+        let store = FileStore::open(FileStoreConfig {
+            root: dir.clone(),
+            max_file_bytes: *max_file_bytes,
+        })
+        .map_err(|e| AppError::Sink(sink.name.clone(), e))?;
+        Ok(tokio::spawn(deliver::run_file(
+            sink.clone(),
+            reader,
+            store,
+            self.ctx.metrics.sinks.clone(),
+            self.ctx.clock.clone(),
+            stop,
+        )))
+    }
+
+    /// Binds every configured listener, starts every sink, and starts accepting.
     pub async fn start(self) -> Result<Running, AppError> {
         let snap = self.ctx.config.load_full();
         let (stop, stop_rx) = watch::channel(false);
@@ -175,6 +208,9 @@ impl App {
             .local_addr()
             .map_err(|e| AppError::Bind(snap.listen.public, e))?;
         let mut loops = Vec::new();
+        for sink in &snap.sinks {
+            loops.push(self.start_sink(sink, stop_rx.clone())?);
+        }
         let mut spawn = |tcp, kind, permits: usize| {
             loops.push(tokio::spawn(listener::accept_loop(
                 tcp,

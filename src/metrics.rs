@@ -13,6 +13,7 @@ use crate::event::minimize::detect::DetectorKind;
 use crate::event::minimize::policy::{Field, ACTION_LABELS};
 use crate::event::Report;
 use crate::reject::Reject;
+use crate::sink::deliver::SinkMetrics;
 use crate::spool::SpoolMetrics;
 
 pub struct Metrics {
@@ -37,6 +38,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub pii: PiiMetrics,
     pub spool: Arc<SpoolMetrics>,
+    pub sinks: SinkMetrics,
 }
 
 impl Metrics {
@@ -116,6 +118,7 @@ impl Metrics {
             )?,
             pii: PiiMetrics::register(registry)?,
             spool: Arc::new(SpoolMetrics::register(registry)?),
+            sinks: SinkMetrics::register(registry)?,
         })
     }
 

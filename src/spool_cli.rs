@@ -15,12 +15,19 @@ fn load(config: &Path) -> anyhow::Result<Snapshot> {
 }
 
 /// The spool directory and keys to use: `--dir` overrides the config's directory.
-fn target(config: Option<&Path>, dir: Option<&Path>) -> anyhow::Result<(PathBuf, Option<SpoolKeys>, Vec<String>)> {
+fn target(
+    config: Option<&Path>,
+    dir: Option<&Path>,
+) -> anyhow::Result<(PathBuf, Option<SpoolKeys>, Vec<String>)> {
     match (config, dir) {
         (Some(c), dir) => {
             let snap = load(c)?;
             let dir = dir.map_or(snap.spool.dir.clone(), Path::to_path_buf);
-            Ok((dir, Some(snap.spool_keys.clone()), snap.spool.consumers.clone()))
+            Ok((
+                dir,
+                Some(snap.spool_keys.clone()),
+                snap.spool.consumers.clone(),
+            ))
         }
         (None, Some(dir)) => Ok((dir.to_path_buf(), None, Vec::new())),
         (None, None) => anyhow::bail!("give -c FILE (and optionally --dir DIR)"),
@@ -29,7 +36,8 @@ fn target(config: Option<&Path>, dir: Option<&Path>) -> anyhow::Result<(PathBuf,
 
 pub fn dump(config: Option<&Path>, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (dir, keys, _) = target(config, dir)?;
-    let records = spool::read_all(&dir, keys.as_ref()).with_context(|| format!("reading spool {}", dir.display()))?;
+    let records = spool::read_all(&dir, keys.as_ref())
+        .with_context(|| format!("reading spool {}", dir.display()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for r in records {
         out.write_all(&r.payload)?;
@@ -56,19 +64,30 @@ pub fn verify(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
             );
         }
         if let Some(at) = s.torn_tail {
-            println!("segment {}: torn tail from byte {at} to {} (cut at the next start)", s.seg_no, s.len);
+            println!(
+                "segment {}: torn tail from byte {at} to {} (cut at the next start)",
+                s.seg_no, s.len
+            );
         }
     }
     for u in &report.unreadable {
         println!("{u}");
     }
-    let verdict = if report.is_clean() { "clean" } else { "DAMAGED" };
+    let verdict = if report.is_clean() {
+        "clean"
+    } else {
+        "DAMAGED"
+    };
     println!(
         "{}: {} segment(s), {records} intact record(s): {verdict}",
         dir.display(),
         report.segments.len() + report.unreadable.len()
     );
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn status(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -50,7 +50,7 @@ async fn plain_http_redirects_get_and_refuses_post_unread() {
     assert_eq!(m.plain_requests.with_label_values(&["refused"]).get(), 1);
     assert_eq!(m.rejections.with_label_values(&["plain_http"]).get(), 1);
     running.stop().await.unwrap();
-    assert!(dump(&fx.spool_dir()).is_empty());
+    assert!(dump(&fx).is_empty());
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn slow_clients_hit_their_timeouts() {
     assert!(res.contains("\"error\":\"body_timeout\""), "{res}");
     assert_eq!(m.rejections.with_label_values(&["body_timeout"]).get(), 1);
     running.stop().await.unwrap();
-    assert!(dump(&fx.spool_dir()).is_empty());
+    assert!(dump(&fx).is_empty());
 }
 
 /// More request headers than `limits.max_header_count`, or a head larger than `limits.max_header_bytes`, is

@@ -27,7 +27,7 @@ async fn accepts_all_body_shapes(proto: Proto) {
     }
     running.stop().await.unwrap();
 
-    let records = dump(&fx.spool_dir());
+    let records = dump(&fx);
     let ids: Vec<&str> = records
         .iter()
         .map(|r| r["event_id"].as_str().unwrap())
@@ -97,7 +97,7 @@ async fn many_concurrent_http2_streams_all_land() {
         assert_eq!(t.await.unwrap(), 204);
     }
     running.stop().await.unwrap();
-    let mut ids: Vec<String> = dump(&fx.spool_dir())
+    let mut ids: Vec<String> = dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();

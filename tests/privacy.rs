@@ -78,7 +78,7 @@ async fn gpc_and_dnt_requests_store_no_identifiers() {
         .get();
     running.stop().await.unwrap();
 
-    let records = dump(&fx.spool_dir());
+    let records = dump(&fx);
     for r in &records {
         let mut ids = Vec::new();
         identifiers(r, &mut ids);
@@ -170,7 +170,7 @@ async fn suppressed_subjects_are_dropped_at_the_edge() {
         .with_label_values(&["demo"])
         .get();
     running.stop().await.unwrap();
-    let ids: Vec<String> = dump(&fx.spool_dir())
+    let ids: Vec<String> = dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();
@@ -251,7 +251,7 @@ async fn key_rotation_takes_effect_on_reload() {
     );
     running.stop().await.unwrap();
 
-    let records = dump(&fx.spool_dir());
+    let records = dump(&fx);
     let hash = |i: usize| {
         records[i]["customer"]["email_hash"]
             .as_str()
@@ -284,7 +284,7 @@ async fn unknown_fields_are_refused_in_strict_mode() {
     assert_eq!(r.json()["error"], "unknown_field");
     assert_eq!(r.json()["field"], "events[1].customer.phone");
     running.stop().await.unwrap();
-    assert!(dump(&fx.spool_dir()).is_empty());
+    assert!(dump(&fx).is_empty());
 }
 
 #[test]

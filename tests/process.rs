@@ -43,7 +43,7 @@ async fn acknowledged_events_survive_sigkill() {
     p.signal("TERM");
     assert!(p.wait_exit().success());
     acked.push("after-restart".into());
-    let stored: Vec<String> = dump(&fx.spool_dir())
+    let stored: Vec<String> = dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();
@@ -98,7 +98,7 @@ async fn torn_last_record_recovers_every_earlier_record() {
         204
     );
     running.stop().await.unwrap();
-    let ids: Vec<String> = dump(&fx.spool_dir())
+    let ids: Vec<String> = dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();
@@ -140,7 +140,7 @@ async fn sigterm_finishes_the_request_in_flight() {
     assert!(response.starts_with("HTTP/1.1 204"), "{response}");
     let status = tokio::task::block_in_place(|| p.wait_exit());
     assert!(status.success(), "exit status {status:?}");
-    let ids: Vec<String> = dump(&fx.spool_dir())
+    let ids: Vec<String> = dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();

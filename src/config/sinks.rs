@@ -31,14 +31,23 @@ pub(super) fn sinks(files: &[SinkFile], data_dir: &Path, errs: &mut Errors) -> V
     for (i, s) in files.iter().enumerate() {
         let at = format!("sinks[{i}]");
         if !is_token(&s.name) {
-            errs.push(format!("{at}.name"), "must be 1-64 characters of A-Z a-z 0-9 _ -");
+            errs.push(
+                format!("{at}.name"),
+                "must be 1-64 characters of A-Z a-z 0-9 _ -",
+            );
         } else if !names.insert(s.name.as_str()) {
-            errs.push(format!("{at}.name"), format!("duplicate sink name {:?}", s.name));
+            errs.push(
+                format!("{at}.name"),
+                format!("duplicate sink name {:?}", s.name),
+            );
         }
         let batch = |field: &str, v: Option<u64>, default: u64, max: u64, errs: &mut Errors| {
             let v = v.unwrap_or(default);
             if v == 0 || v > max {
-                errs.push(format!("{at}.{field}"), format!("{v} is out of range 1..={max}"));
+                errs.push(
+                    format!("{at}.{field}"),
+                    format!("{v} is out of range 1..={max}"),
+                );
             }
             v as usize
         };
@@ -47,10 +56,14 @@ pub(super) fn sinks(files: &[SinkFile], data_dir: &Path, errs: &mut Errors) -> V
         let kind = match s.kind.as_str() {
             "file" => SinkKind::File {
                 dir: data_dir.join(s.dir.as_deref().unwrap_or("out")),
-                max_file_bytes: batch("max_file_bytes", s.max_file_bytes, 64 << 20, 1 << 40, errs) as u64,
+                max_file_bytes: batch("max_file_bytes", s.max_file_bytes, 64 << 20, 1 << 40, errs)
+                    as u64,
             },
             other => {
-                errs.push(format!("{at}.type"), format!("{other:?} is not a sink type (\"file\")"));
+                errs.push(
+                    format!("{at}.type"),
+                    format!("{other:?} is not a sink type (\"file\")"),
+                );
                 continue;
             }
         };
@@ -65,7 +78,12 @@ pub(super) fn sinks(files: &[SinkFile], data_dir: &Path, errs: &mut Errors) -> V
 }
 
 /// The spool is always encrypted: at least one key, and an active one among them.
-pub(super) fn spool_keys(s: &SpoolFile, base: &Path, mode: LoadMode, errs: &mut Errors) -> Option<SpoolKeys> {
+pub(super) fn spool_keys(
+    s: &SpoolFile,
+    base: &Path,
+    mode: LoadMode,
+    errs: &mut Errors,
+) -> Option<SpoolKeys> {
     if s.keys.is_empty() {
         errs.push(
             "spool.keys",
@@ -78,7 +96,10 @@ pub(super) fn spool_keys(s: &SpoolFile, base: &Path, mode: LoadMode, errs: &mut 
     for (j, k) in s.keys.iter().enumerate() {
         let kat = format!("spool.keys[{j}]");
         if !is_token(&k.id) {
-            errs.push(format!("{kat}.id"), "must be 1-64 characters of A-Z a-z 0-9 _ -");
+            errs.push(
+                format!("{kat}.id"),
+                "must be 1-64 characters of A-Z a-z 0-9 _ -",
+            );
         } else if !ids.insert(k.id.as_str()) {
             errs.push(format!("{kat}.id"), format!("duplicate key id {:?}", k.id));
         }
@@ -87,11 +108,17 @@ pub(super) fn spool_keys(s: &SpoolFile, base: &Path, mode: LoadMode, errs: &mut 
         }
     }
     let Some(active) = &s.active_key else {
-        errs.push("spool.active_key", "name the key that encrypts new segments");
+        errs.push(
+            "spool.active_key",
+            "name the key that encrypts new segments",
+        );
         return None;
     };
     if !ids.contains(active.as_str()) {
-        errs.push("spool.active_key", format!("{active:?} is not one of spool.keys"));
+        errs.push(
+            "spool.active_key",
+            format!("{active:?} is not one of spool.keys"),
+        );
     }
     SpoolKeys::new(loaded, active)
 }

@@ -56,20 +56,18 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             Some(spool),
             Some(spool_keys),
             Some((tls, dev_ca)),
-        ) if errs.0.is_empty() => {
-            Ok(Snapshot {
-                listen,
-                tls,
-                dev_ca,
-                limits,
-                timeouts,
-                spool,
-                spool_keys,
-                sinks,
-                tenants,
-                geo,
-            })
-        }
+        ) if errs.0.is_empty() => Ok(Snapshot {
+            listen,
+            tls,
+            dev_ca,
+            limits,
+            timeouts,
+            spool,
+            spool_keys,
+            sinks,
+            tenants,
+            geo,
+        }),
         _ => Err(ConfigErrors(errs.0)),
     }
 }

@@ -164,20 +164,17 @@ impl MinimizedEvent {
     }
 
     #[cfg(test)]
-    pub(crate) fn for_spool_tests(site: &str, event_id: &str, received_ms: i64, record: Vec<u8>) -> Self {
+    pub(crate) fn for_spool_tests(
+        site: &str,
+        event_id: &str,
+        received_ms: i64,
+        record: Vec<u8>,
+    ) -> Self {
         Self {
             record,
             site: site.into(),
             event_id: event_id.into(),
             received_ms,
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(site: &str, event_id: &str) -> Self {
-        let record = serde_json::json!({"site": site, "event_id": event_id})
-            .to_string()
-            .into_bytes();
-        Self::for_spool_tests(site, event_id, 0, record)
     }
 }

@@ -3,4 +3,5 @@
 //! may move past it. Delivery is at-least-once: a batch that failed is retried whole. This round has
 //! one sink, [`file`](mod@file), which writes newline-delimited JSON into a local directory tree.
 
+pub mod deliver;
 pub mod file;

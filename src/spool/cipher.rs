@@ -107,7 +107,12 @@ impl SegmentCipher {
     }
 
     /// Decrypts `in_out` (ciphertext ‖ tag) in place; `None` if authentication fails.
-    pub(crate) fn open<'a>(&self, seq: u64, aad: &[u8], in_out: &'a mut [u8]) -> Option<&'a mut [u8]> {
+    pub(crate) fn open<'a>(
+        &self,
+        seq: u64,
+        aad: &[u8],
+        in_out: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
         self.key
             .open_in_place(nonce(seq), Aad::from(aad), in_out)
             .ok()
@@ -150,7 +155,10 @@ mod tests {
         ] {
             let mut copy = buf.clone();
             let other = key.for_segment(&salt2, seg);
-            assert!(other.open(seq, aad, &mut copy).is_none(), "{seq} {aad:?} {seg}");
+            assert!(
+                other.open(seq, aad, &mut copy).is_none(),
+                "{seq} {aad:?} {seg}"
+            );
         }
         let wrong = SpoolKey::new("s1", &[8u8; 32]).for_segment(&salt, 7);
         assert!(wrong.open(3, b"hdr", &mut buf.clone()).is_none());

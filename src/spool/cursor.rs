@@ -71,7 +71,9 @@ fn decode(b: &[u8]) -> Option<Position> {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -83,7 +85,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fsutil::private_dir(&super::dir(dir.path())).unwrap();
         assert_eq!(load(dir.path(), "file").unwrap(), None);
-        let at = Position { seg: 3, offset: 4096 };
+        let at = Position {
+            seg: 3,
+            offset: 4096,
+        };
         store(dir.path(), "file", at).unwrap();
         assert_eq!(load(dir.path(), "file").unwrap(), Some(at));
         let p = path(dir.path(), "file");

@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Creates `dir` (and parents) as 0700 if missing, and makes it 0700 if it exists.
 pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 

@@ -103,7 +103,12 @@ pub fn status(
             st.records += 1;
             oldest = Some(oldest.map_or(r.received_ms, |o| o.min(r.received_ms)));
             for c in cursors.iter_mut() {
-                if (Position { seg: n, offset: start }) >= c.1 && r.route.includes(&c.0) {
+                if (Position {
+                    seg: n,
+                    offset: start,
+                }) >= c.1
+                    && r.route.includes(&c.0)
+                {
                     c.2 += 1;
                     c.3 += end - start;
                     c.4 = Some(c.4.map_or(r.received_ms, |o: i64| o.min(r.received_ms)));
@@ -132,7 +137,10 @@ pub(crate) fn key_ids(dir: &Path) -> Result<Vec<String>, SpoolError> {
         let mut head = vec![0u8; DATA_START as usize];
         let file = std::fs::File::open(&path)?;
         let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)?;
-        if let Ok(SegmentHeader { key_id: Some(id), .. }) = SegmentHeader::decode(&head[..n]) {
+        if let Ok(SegmentHeader {
+            key_id: Some(id), ..
+        }) = SegmentHeader::decode(&head[..n])
+        {
             if !ids.contains(&id) {
                 ids.push(id);
             }

@@ -121,7 +121,10 @@ pub enum SpoolError {
     WrongKey { key_id: String, segment: PathBuf },
     /// A segment that cannot be read at all.
     #[error("spool segment {}: {reason}{}", segment.display(), if *reason == HeaderError::PreV1 { "; Tollgate 0.1 wrote it: deliver or move away the old segments before upgrading (README, \"Spool format\")" } else { "" })]
-    BadSegment { segment: PathBuf, reason: HeaderError },
+    BadSegment {
+        segment: PathBuf,
+        reason: HeaderError,
+    },
     /// A reader for this consumer is already open, or the consumer is not configured.
     #[error("spool consumer {0:?}: {1}")]
     Consumer(String, &'static str),
@@ -157,7 +160,9 @@ pub struct Spool {
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spool").field("dir", &self.shared.dir).finish()
+        f.debug_struct("Spool")
+            .field("dir", &self.shared.dir)
+            .finish()
     }
 }
 
@@ -180,7 +185,9 @@ impl Spool {
         metrics: Arc<SpoolMetrics>,
     ) -> Result<(Spool, SpoolWriter, Recovery), SpoolError> {
         if cfg.queue_depth == 0 {
-            return Err(SpoolError::InvalidConfig("queue_depth must be at least 1".into()));
+            return Err(SpoolError::InvalidConfig(
+                "queue_depth must be at least 1".into(),
+            ));
         }
         fsutil::private_dir(&cfg.dir)?;
         fsutil::private_dir(&cursor::dir(&cfg.dir))?;
@@ -189,9 +196,15 @@ impl Spool {
         let mut positions = std::collections::BTreeMap::new();
         for name in &cfg.consumers {
             if !cursor::valid_name(name) {
-                return Err(SpoolError::Consumer(name.clone(), "names are 1-64 of A-Z a-z 0-9 _ -"));
+                return Err(SpoolError::Consumer(
+                    name.clone(),
+                    "names are 1-64 of A-Z a-z 0-9 _ -",
+                ));
             }
-            positions.insert(name.clone(), cursor::load(&cfg.dir, name)?.unwrap_or_default());
+            positions.insert(
+                name.clone(),
+                cursor::load(&cfg.dir, name)?.unwrap_or_default(),
+            );
         }
         let shared = Arc::new(shared::Shared {
             dir: cfg.dir.clone(),
@@ -242,7 +255,14 @@ impl Spool {
         for e in events {
             let before = plain.len();
             let route = Route::All;
-            record::encode_into(&mut plain, e.site(), e.event_id(), e.received_ms(), &route, e.record());
+            record::encode_into(
+                &mut plain,
+                e.site(),
+                e.event_id(),
+                e.received_ms(),
+                &route,
+                e.record(),
+            );
             let len = plain.len() - before;
             if e.record().is_empty() || len + cipher::TAG_LEN > MAX_RECORD_BYTES {
                 return Err(SpoolError::RecordSize { len });
@@ -257,7 +277,10 @@ impl Spool {
             newest_ms,
             reply,
         };
-        self.tx.send(pending).await.map_err(|_| SpoolError::Closed)?;
+        self.tx
+            .send(pending)
+            .await
+            .map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
     }
 
@@ -265,10 +288,16 @@ impl Spool {
     pub fn reader(&self, name: &str) -> Result<Reader, SpoolError> {
         let mut c = self.shared.cursors.lock().expect("cursor table lock");
         let Some(&start) = c.positions.get(name) else {
-            return Err(SpoolError::Consumer(name.into(), "not among spool consumers"));
+            return Err(SpoolError::Consumer(
+                name.into(),
+                "not among spool consumers",
+            ));
         };
         if c.open.iter().any(|n| n == name) {
-            return Err(SpoolError::Consumer(name.into(), "a reader is already open"));
+            return Err(SpoolError::Consumer(
+                name.into(),
+                "a reader is already open",
+            ));
         }
         c.open.push(name.to_owned());
         drop(c);

@@ -70,17 +70,28 @@ impl Reader {
 
     /// The next batch of at most `max_records` records and about `max_bytes` bytes, waiting until at least
     /// one fsynced record is there. `Err(Closed)` once the writer is gone and everything is read.
-    pub async fn next_batch(&mut self, max_records: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
+    pub async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch, SpoolError> {
         loop {
             if let Some(b) = self.try_batch(max_records, max_bytes)? {
                 return Ok(b);
             }
-            self.committed.changed().await.map_err(|_| SpoolError::Closed)?;
+            self.committed
+                .changed()
+                .await
+                .map_err(|_| SpoolError::Closed)?;
         }
     }
 
     /// The next batch if a record is ready now.
-    pub fn try_batch(&mut self, max_records: usize, max_bytes: usize) -> Result<Option<Batch>, SpoolError> {
+    pub fn try_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Batch>, SpoolError> {
         let max_records = max_records.max(1);
         loop {
             let committed = *self.committed.borrow_and_update();
@@ -167,12 +178,19 @@ impl Reader {
     }
 
     /// Reads frames from `pos` up to `end` of the open segment.
-    fn read(&mut self, end: u64, max_records: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
+    fn read(
+        &mut self,
+        end: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch, SpoolError> {
         let mut want = max_bytes.max(MIN_CHUNK) as u64;
         loop {
             let len = want.min(end - self.pos.offset) as usize;
             let mut chunk = vec![0u8; len];
-            self.current().file.read_exact_at(&mut chunk, self.pos.offset)?;
+            self.current()
+                .file
+                .read_exact_at(&mut chunk, self.pos.offset)?;
             let at_end = self.pos.offset + len as u64 == end;
             let mut batch = Batch {
                 records: Vec::new(),
@@ -191,7 +209,14 @@ impl Reader {
     }
 
     /// Takes records from `chunk` into `batch`; returns the bytes consumed.
-    fn parse(&self, chunk: &[u8], at_end: bool, max_records: usize, max_bytes: usize, batch: &mut Batch) -> usize {
+    fn parse(
+        &self,
+        chunk: &[u8],
+        at_end: bool,
+        max_records: usize,
+        max_bytes: usize,
+        batch: &mut Batch,
+    ) -> usize {
         let (mut p, mut bytes) = (0, 0);
         let cipher = self.current().cipher.as_ref();
         while p < chunk.len() && batch.records.len() < max_records && bytes < max_bytes {
@@ -204,7 +229,10 @@ impl Reader {
                             batch.records.push(r);
                         }
                         Ok(_) => batch.skipped += 1,
-                        Err(kind) => tracing::debug!(kind = kind.as_str(), "spool reader: skipped a damaged frame"),
+                        Err(kind) => tracing::debug!(
+                            kind = kind.as_str(),
+                            "spool reader: skipped a damaged frame"
+                        ),
                     }
                 }
                 Parse::Short | Parse::Bad => match segment::resync(chunk, p + 1) {

@@ -47,12 +47,18 @@ pub(crate) fn recover(
         let data = std::fs::read(path)?;
         let scan = match scan::scan_segment(&data, path, keys, |_, _, _| {}) {
             Ok(scan) => scan,
-            Err(SpoolError::BadSegment { reason: HeaderError::Short, .. }) if is_last => {
+            Err(SpoolError::BadSegment {
+                reason: HeaderError::Short,
+                ..
+            }) if is_last => {
                 tracing::warn!(segment = %path.display(), "spool: removed a segment whose creation was cut short");
                 std::fs::remove_file(path)?;
                 continue;
             }
-            Err(SpoolError::BadSegment { reason: HeaderError::Damaged | HeaderError::Short, .. }) => {
+            Err(SpoolError::BadSegment {
+                reason: HeaderError::Damaged | HeaderError::Short,
+                ..
+            }) => {
                 quarantine_whole(dir, *n, path)?;
                 report.corrupt_records += 1;
                 continue;

@@ -82,7 +82,8 @@ pub(crate) fn scan_segment(
                         scan.torn_tail = Some(pos as u64);
                     } else {
                         let lost = count_syncs(&data[pos..]).max(1);
-                        scan.damage.push(damage(pos, data.len(), lost, DamageKind::Frame));
+                        scan.damage
+                            .push(damage(pos, data.len(), lost, DamageKind::Frame));
                     }
                     break;
                 };
@@ -101,7 +102,10 @@ pub(crate) fn scan_segment(
         match open_frame(cipher.as_ref(), &frame) {
             Ok(r) => {
                 scan.records += 1;
-                scan.oldest_ms = Some(scan.oldest_ms.map_or(r.received_ms, |o| o.min(r.received_ms)));
+                scan.oldest_ms = Some(
+                    scan.oldest_ms
+                        .map_or(r.received_ms, |o| o.min(r.received_ms)),
+                );
                 scan.newest_ms = scan.newest_ms.max(r.received_ms);
                 on_record(r, frame.start as u64, frame.end as u64);
             }
@@ -144,10 +148,12 @@ pub(crate) fn segment_cipher(
     let Some(id) = &header.key_id else {
         return Ok(None);
     };
-    let key = keys.and_then(|k| k.get(id)).ok_or_else(|| SpoolError::UnknownKey {
-        key_id: id.clone(),
-        segment: name.to_path_buf(),
-    })?;
+    let key = keys
+        .and_then(|k| k.get(id))
+        .ok_or_else(|| SpoolError::UnknownKey {
+            key_id: id.clone(),
+            segment: name.to_path_buf(),
+        })?;
     Ok(Some(key.for_segment(&header.salt, header.seg_no)))
 }
 

@@ -81,12 +81,19 @@ impl SegmentHeader {
         let mut h = vec![0u8; HEADER_LEN];
         h[..8].copy_from_slice(MAGIC);
         h[8..10].copy_from_slice(&VERSION.to_le_bytes());
-        let flags = if self.key_id.is_some() { FLAG_ENCRYPTED } else { 0 };
+        let flags = if self.key_id.is_some() {
+            FLAG_ENCRYPTED
+        } else {
+            0
+        };
         h[10..12].copy_from_slice(&flags.to_le_bytes());
         h[12..20].copy_from_slice(&self.seg_no.to_le_bytes());
         h[20..36].copy_from_slice(&self.salt);
         let id = self.key_id.as_deref().unwrap_or_default().as_bytes();
-        assert!(id.len() <= MAX_KEY_ID, "key ids are validated to {MAX_KEY_ID} bytes");
+        assert!(
+            id.len() <= MAX_KEY_ID,
+            "key ids are validated to {MAX_KEY_ID} bytes"
+        );
         h[36] = id.len() as u8;
         h[37..37 + id.len()].copy_from_slice(id);
         let crc = crc32fast::hash(&h[..124]);
@@ -257,7 +264,9 @@ pub(crate) fn resync(data: &[u8], from: usize) -> Option<usize> {
 /// The offset of the next sync marker at or after `from`, intact frame or not.
 pub(crate) fn resync_marker(data: &[u8], from: usize) -> Option<usize> {
     let rest = data.get(from..)?;
-    rest.windows(4).position(|w| w == SYNC).map(|off| from + off)
+    rest.windows(4)
+        .position(|w| w == SYNC)
+        .map(|off| from + off)
 }
 
 #[cfg(test)]
@@ -308,7 +317,10 @@ mod tests {
         bytes[3] ^= 1;
         bytes[HEADER_LEN + 3] ^= 1;
         assert_eq!(SegmentHeader::decode(&bytes), Err(HeaderError::Damaged));
-        assert_eq!(SegmentHeader::decode(&h.encode()[..100]), Err(HeaderError::Short));
+        assert_eq!(
+            SegmentHeader::decode(&h.encode()[..100]),
+            Err(HeaderError::Short)
+        );
     }
 
     #[test]
@@ -369,7 +381,12 @@ mod tests {
     fn segment_names_parse_back() {
         assert_eq!(segment_name(1), "seg-00000000000000000001.log");
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
-        for other in ["seg-1.log", "seg-0000000000000000000x.log", "x.log", "seg-00000000000000000001.tmp"] {
+        for other in [
+            "seg-1.log",
+            "seg-0000000000000000000x.log",
+            "x.log",
+            "seg-00000000000000000001.tmp",
+        ] {
             assert_eq!(parse_segment_name(other), None, "{other}");
         }
     }

@@ -111,7 +111,9 @@ impl Space {
                 return;
             }
             let unread = match &slowest {
-                Some((p, names)) if p.seg < n || (p.seg == n && p.offset < info.bytes) => names.clone(),
+                Some((p, names)) if p.seg < n || (p.seg == n && p.offset < info.bytes) => {
+                    names.clone()
+                }
                 _ => Vec::new(),
             };
             if info.records > 0 && !unread.is_empty() {

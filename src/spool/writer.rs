@@ -103,7 +103,9 @@ impl WriterThread {
 async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(), SpoolError> {
     let mut carry = None;
     // With max_age, wake up now and then to expire even when no append arrives.
-    let tick = limits.max_age.map(|a| (a / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
+    let tick = limits
+        .max_age
+        .map(|a| (a / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
     loop {
         let first = match carry.take() {
             Some(p) => p,
@@ -125,7 +127,11 @@ async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(),
 
 /// Collects appends after `first` until the window closes or the batch is full. An append that would
 /// overflow `max_batch_bytes` is handed back for the next batch.
-async fn gather(first: Pending, inbox: &mut Inbox, limits: Limits) -> (Vec<Pending>, Option<Pending>) {
+async fn gather(
+    first: Pending,
+    inbox: &mut Inbox,
+    limits: Limits,
+) -> (Vec<Pending>, Option<Pending>) {
     let deadline = Instant::now() + limits.commit_window;
     let mut bytes = first.disk_len() as usize;
     let mut batch = vec![first];
@@ -336,7 +342,9 @@ impl ActiveLog {
             Err(e) => {
                 tracing::error!(error = %e, segment = self.seg_no, "spool: commit failed");
                 for p in waiters.into_iter().chain(queue) {
-                    let _ = p.reply.send(Err(SpoolError::Io(io::Error::new(e.kind(), e.to_string()))));
+                    let _ = p
+                        .reply
+                        .send(Err(SpoolError::Io(io::Error::new(e.kind(), e.to_string()))));
                 }
             }
         }

@@ -44,6 +44,7 @@ impl Fixture {
         )
         .unwrap();
         std::fs::write(dir.path().join("demo.key"), "5a".repeat(32)).unwrap();
+        std::fs::write(dir.path().join("spool.key"), "6b".repeat(32)).unwrap();
         let toml = format!(
             r#"data_dir = "data"
 [listen]
@@ -52,6 +53,11 @@ public = "127.0.0.1:0"
 [tls]
 cert = "tls/leaf.pem"
 key = "tls/leaf.key"
+[spool]
+active_key = "s1"
+[[spool.keys]]
+id = "s1"
+file = "spool.key"
 [[tenants]]
 site = "demo"
 allowed_origins = ["https://shop.example"]
@@ -259,11 +265,11 @@ pub fn request(
     b.header("host", "localhost").body(Full::new(body)).unwrap()
 }
 
-/// Every record in a spool directory, through the real `tollgate spool dump` command.
-pub fn dump(spool_dir: &Path) -> Vec<serde_json::Value> {
+/// Every record in a fixture's spool, through the real `tollgate spool dump -c` command (which decrypts).
+pub fn dump(fx: &Fixture) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["spool", "dump", "--dir"])
-        .arg(spool_dir)
+        .args(["spool", "dump", "-c"])
+        .arg(fx.config_path())
         .output()
         .unwrap();
     assert!(

@@ -51,14 +51,25 @@ pub(super) fn key_ring(keys: &[(&str, u8)], active: &str) -> SpoolKeys {
 
 /// Payloads of every record in `dir`, read with the test key.
 pub(super) fn stored(dir: &Path) -> Vec<Vec<u8>> {
-    read_all(dir, Some(&keys())).unwrap().into_iter().map(|r| r.payload).collect()
+    read_all(dir, Some(&keys()))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload)
+        .collect()
 }
 
 /// Bytes of one framed, encrypted test event (all test events have the same size).
 pub(super) fn frame() -> u64 {
     let e = ev(0);
     let mut plain = Vec::new();
-    record::encode_into(&mut plain, e.site(), e.event_id(), e.received_ms(), &Route::All, e.record());
+    record::encode_into(
+        &mut plain,
+        e.site(),
+        e.event_id(),
+        e.received_ms(),
+        &Route::All,
+        e.record(),
+    );
     (FRAME_HEADER_LEN + plain.len() + cipher::TAG_LEN) as u64
 }
 
@@ -87,7 +98,11 @@ pub(super) fn try_open(cfg: SpoolConfig, keys: Option<SpoolKeys>) -> Result<Open
 }
 
 pub(super) fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    list_segments(dir).unwrap().into_iter().map(|(_, p)| p).collect()
+    list_segments(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
 }
 
 pub(super) fn file_len(path: &Path) -> u64 {

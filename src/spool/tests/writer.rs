@@ -157,10 +157,7 @@ async fn full_spool_refuses_the_whole_append() {
         Err(SpoolError::Full)
     ));
     close(writer).await;
-    assert_eq!(
-        stored(dir.path()),
-        records(&[ev(0), ev(1), ev(4)])
-    );
+    assert_eq!(stored(dir.path()), records(&[ev(0), ev(1), ev(4)]));
     assert_eq!(metrics.full.get(), 2);
     assert_eq!(metrics.bytes.get(), (DATA_START + 3 * frame()) as i64);
 
@@ -249,7 +246,10 @@ async fn zero_queue_depth_is_rejected() {
         queue_depth: 0,
         ..config(dir.path())
     };
-    assert!(matches!(try_open(cfg, Some(keys())), Err(SpoolError::InvalidConfig(_))));
+    assert!(matches!(
+        try_open(cfg, Some(keys())),
+        Err(SpoolError::InvalidConfig(_))
+    ));
 }
 
 #[tokio::test]
@@ -257,7 +257,11 @@ async fn a_second_writer_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_spool, writer, _, _) = open(SpoolConfig::new(dir.path()));
     let second = try_open(SpoolConfig::new(dir.path()), Some(keys()));
-    assert!(matches!(second, Err(SpoolError::Locked(_))), "{:?}", second.err());
+    assert!(
+        matches!(second, Err(SpoolError::Locked(_))),
+        "{:?}",
+        second.err()
+    );
     writer.close().await.unwrap();
     // once the first writer is closed, the directory can be opened again
     assert!(try_open(SpoolConfig::new(dir.path()), Some(keys())).is_ok());
