@@ -17,8 +17,12 @@
 //! 7. [`event::minimize`] removes personal data: the e-mail becomes a keyed hash ([`keys`]), names and street
 //!    go, age and postal code are generalized, the URL is scrubbed; the client IP is never an input. Only a
 //!    [`event::MinimizedEvent`] can be built here, and only that type can be written.
-//! 8. [`spool`] appends the request's events as one unit to the write-ahead log; the group-commit writer
-//!    fsyncs, and only then does the request get its `204`. A full spool answers `503`, never drops.
+//! 8. [`spool`] appends the request's events as one unit to the write-ahead log, each record with a header
+//!    (site, event id, received time, route) and sealed with AES-256-GCM; the group-commit writer fsyncs,
+//!    and only then does the request get its `204`. A full spool answers `503`, never drops.
+//! 9. [`sink`] tasks, one per configured sink, each read the spool with their own [`spool::Reader`] (only
+//!    fsynced records), store a batch (the embedded [`sink::file`] store fsyncs NDJSON files), and only then
+//!    move their durable cursor; the spool deletes a segment once every sink has passed it.
 //!
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
 //! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]

@@ -324,6 +324,26 @@ impl Spool {
     }
 }
 
+/// Frames `events` exactly as the writer does — record header, AES-256-GCM under a segment key derived from
+/// the active key (or plaintext with `None`), frame header and checksum — without writing anything. For the
+/// benchmarks that measure what encryption adds to the ingest path.
+#[doc(hidden)]
+pub fn frame_for_bench(events: &[MinimizedEvent], keys: Option<&SpoolKeys>, out: &mut Vec<u8>) {
+    let salt = [7u8; cipher::SALT_LEN];
+    let seal = keys.map(|k| k.active().for_segment(&salt, 1));
+    let mut body = Vec::new();
+    for (seq, e) in events.iter().enumerate() {
+        body.clear();
+        record::encode_into(&mut body, e.site(), e.event_id(), e.received_ms(), &Route::All, e.record());
+        let tag = if seal.is_some() { cipher::TAG_LEN } else { 0 };
+        let header = segment::frame_header(body.len() + tag, seq as u64);
+        if let Some(c) = &seal {
+            c.seal(seq as u64, segment::aad(&header), &mut body);
+        }
+        segment::finish_frame(out, header, &body);
+    }
+}
+
 /// Two writers on one directory would interleave and truncate each other's records: the second is refused.
 fn lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
     use std::os::unix::fs::OpenOptionsExt;
