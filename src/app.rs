@@ -12,12 +12,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, SinkKind, Snapshot};
+use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
-use crate::sink::deliver;
-use crate::sink::file::{FileStore, FileStoreConfig};
+use crate::sink::build;
+use crate::sink::deadletter::DeadLetters;
+use crate::sink::deliver::Delivery;
 use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
 
 /// What every request handler can reach.
@@ -115,8 +116,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
-    #[error("sink {0}: {1}")]
-    Sink(String, std::io::Error),
+    #[error(transparent)]
+    Sink(#[from] build::BuildError),
 }
 
 pub struct App {
@@ -168,29 +169,23 @@ impl App {
     }
 
     /// Starts one sink's delivery task on its own spool reader.
-    fn start_sink(
+    async fn start_sink(
         &self,
         sink: &SinkConfig,
         stop: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, AppError> {
         let reader = self.ctx.spool.reader(&sink.name)?;
-        let SinkKind::File {
-            dir,
-            max_file_bytes,
-        } = &sink.kind;
-        let store = FileStore::open(FileStoreConfig {
-            root: dir.clone(),
-            max_file_bytes: *max_file_bytes,
-        })
-        .map_err(|e| AppError::Sink(sink.name.clone(), e))?;
-        Ok(tokio::spawn(deliver::run_file(
-            sink.clone(),
+        let built = build::build(sink).await?;
+        let data_dir = self.ctx.config.load().data_dir.clone();
+        let delivery = Delivery {
+            cfg: sink.clone(),
             reader,
-            store,
-            self.ctx.metrics.sinks.clone(),
-            self.ctx.clock.clone(),
-            stop,
-        )))
+            sink: built,
+            dead: DeadLetters::new(&data_dir, &sink.name),
+            metrics: self.ctx.metrics.sinks.for_sink(&sink.name),
+            clock: self.ctx.clock.clone(),
+        };
+        Ok(tokio::spawn(delivery.run(stop)))
     }
 
     /// Binds every configured listener, starts every sink, and starts accepting.
@@ -209,7 +204,7 @@ impl App {
             .map_err(|e| AppError::Bind(snap.listen.public, e))?;
         let mut loops = Vec::new();
         for sink in &snap.sinks {
-            loops.push(self.start_sink(sink, stop_rx.clone())?);
+            loops.push(self.start_sink(sink, stop_rx.clone()).await?);
         }
         let mut spawn = |tcp, kind, permits: usize| {
             loops.push(tokio::spawn(listener::accept_loop(

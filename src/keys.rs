@@ -166,9 +166,59 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A credential for a downstream (a ClickHouse password, an upstream bearer token): read from a file or an
+/// environment variable, compared for reload, never printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// The file's content without its trailing newline; errors name the file, never the content.
+    pub fn from_file(path: &Path) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+        Self::checked(text.trim_end_matches(['\r', '\n']).to_owned(), &path.display().to_string())
+    }
+
+    pub fn from_env(name: &str) -> Result<Secret, String> {
+        let text = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        Self::checked(text, &format!("environment variable {name}"))
+    }
+
+    fn checked(text: String, source: &str) -> Result<Secret, String> {
+        if text.is_empty() || text.chars().any(|c| c.is_control()) {
+            return Err(format!("{source}: must be one non-empty line"));
+        }
+        Ok(Secret(text))
+    }
+
+    /// The secret itself, for the one header or handshake that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_print_and_errors_never_show_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2-pass\n").unwrap();
+        let s = Secret::from_file(&path).unwrap();
+        assert_eq!(s.expose(), "hunter2-pass");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        std::fs::write(&path, "two\nlines-hunter2\n").unwrap();
+        let err = Secret::from_file(&path).unwrap_err();
+        assert!(!err.contains("hunter2") && err.contains("one non-empty line"), "{err}");
+    }
 
     #[test]
     fn tag_matches_rfc4231_case_2() {

@@ -45,10 +45,27 @@ enum Command {
         /// E-mail addresses; read from standard input, one per line, when none are given.
         emails: Vec<String>,
     },
+    /// Dead-letter batches that a sink refused for good.
+    Deadletter {
+        #[command(subcommand)]
+        command: DeadletterCommand,
+    },
     /// Inspect the local spool.
     Spool {
         #[command(subcommand)]
         command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadletterCommand {
+    /// Send a sink's dead letters again (oldest first); each delivered batch is deleted. Stops, losing nothing,
+    /// at the first batch the sink wants retried.
+    Replay {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
     },
 }
 
@@ -94,6 +111,9 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(&config),
         Command::Spool { command } => return spool_command(command),
+        Command::Deadletter {
+            command: DeadletterCommand::Replay { config, sink },
+        } => spool_cli::replay(&config, &sink),
         Command::Suppress {
             config,
             site,

@@ -13,7 +13,7 @@ use crate::event::minimize::detect::DetectorKind;
 use crate::event::minimize::policy::{Field, ACTION_LABELS};
 use crate::event::Report;
 use crate::reject::Reject;
-use crate::sink::deliver::SinkMetrics;
+use crate::sink::metrics::SinkMetrics;
 use crate::spool::SpoolMetrics;
 
 pub struct Metrics {

@@ -109,3 +109,30 @@ pub fn status(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `tollgate deadletter replay -c FILE --sink NAME`.
+pub fn replay(config: &Path, sink: &str) -> anyhow::Result<()> {
+    let snap = load(config)?;
+    let cfg = snap
+        .sinks
+        .iter()
+        .find(|s| s.name == sink)
+        .with_context(|| format!("no sink named {sink:?} in {}", config.display()))?
+        .clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let letters = tollgate::sink::deadletter::DeadLetters::new(&snap.data_dir, sink);
+    let done = rt.block_on(async {
+        let mut built = tollgate::sink::build::build(&cfg).await?;
+        let done = tollgate::sink::deadletter::replay(&letters, &snap.spool_keys, built.as_mut()).await;
+        built.close().await;
+        done.map_err(|e| anyhow::anyhow!(e))
+    })?;
+    println!(
+        "sink {sink}: {} batch(es), {} event(s) delivered; {} still refused (kept in {})",
+        done.batches,
+        done.records,
+        done.refused,
+        letters.dir().display()
+    );
+    Ok(())
+}

@@ -207,8 +207,39 @@ fn missing(fx: &Fixture, acked: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// One round: start, post from several clients, SIGKILL after a random delay; the clients' tallies.
-async fn crash_round(fx: &Fixture, round: u32, rng: &mut Rng) -> Vec<Tally> {
+/// What one process's log says: WARN and ERROR lines (without timestamps), and recovery's findings.
+#[derive(Default)]
+struct LogSummary {
+    notable: BTreeSet<String>,
+    torn_tails: u64,
+    corrupt_records: u64,
+}
+
+impl LogSummary {
+    fn add(&mut self, log: &str) {
+        for l in log.lines() {
+            if l.contains(" WARN ") || l.contains(" ERROR ") {
+                let rest = l.split_once(' ').map_or(l, |(_, rest)| rest);
+                self.notable.insert(rest.trim().to_string());
+            }
+            if l.contains("spool: recovered") {
+                self.torn_tails += field(l, "torn_tails=");
+                self.corrupt_records += field(l, "corrupt_records=");
+            }
+        }
+    }
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+/// One round: start, post from several clients, SIGKILL after a random delay; the clients' tallies and
+/// the process's log.
+async fn crash_round(fx: &Fixture, round: u32, rng: &mut Rng) -> (Vec<Tally>, String) {
     let mut p = tokio::task::block_in_place(|| Proc::start(&fx.config_path()));
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|t| {
@@ -237,11 +268,12 @@ async fn crash_round(fx: &Fixture, round: u32, rng: &mut Rng) -> Vec<Tally> {
     }
     let log = tokio::task::block_in_place(|| p.stderr_text());
     assert!(!log.contains("panicked"), "round {round}:\n{log}");
-    tallies
+    (tallies, log)
 }
 
-/// Starts once more without load and waits (at most 30 s) until every acknowledged id is in the output.
-async fn drain(fx: &Fixture, acked: &[String]) -> Duration {
+/// Starts once more without load, waits (at most 30 s) until every acknowledged id is in the output, and
+/// stops with SIGTERM; how long it took and the process's log.
+async fn drain(fx: &Fixture, acked: &[String]) -> (Duration, String) {
     let started = Instant::now();
     let mut p = tokio::task::block_in_place(|| Proc::start(&fx.config_path()));
     let want: HashSet<&String> = acked.iter().collect();
@@ -254,12 +286,9 @@ async fn drain(fx: &Fixture, acked: &[String]) -> Duration {
     }
     p.signal("TERM");
     let status = tokio::task::block_in_place(|| p.wait_exit());
-    assert!(
-        status.success(),
-        "{status:?}:\n{}",
-        tokio::task::block_in_place(|| p.stderr_text())
-    );
-    started.elapsed()
+    let log = tokio::task::block_in_place(|| p.stderr_text());
+    assert!(status.success(), "{status:?}:\n{log}");
+    (started.elapsed(), log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,8 +300,11 @@ async fn every_acknowledged_event_survives_20_sigkills() {
     fx.edit_config(|t| t.replacen("[spool]\n", "[spool]\nsegment_bytes = 65536\n", 1));
 
     let (mut sent, mut acked, mut highest_seg) = (HashSet::new(), Vec::new(), 0);
+    let mut logs = LogSummary::default();
     for round in 0..ROUNDS {
-        for t in crash_round(&fx, round, &mut rng).await {
+        let (tallies, log) = crash_round(&fx, round, &mut rng).await;
+        logs.add(&log);
+        for t in tallies {
             assert!(t.refused.is_empty(), "round {round}: {:?}", t.refused);
             sent.extend(t.sent);
             acked.extend(t.acked);
@@ -286,7 +318,8 @@ async fn every_acknowledged_event_survives_20_sigkills() {
             &lost[..lost.len().min(10)]
         );
     }
-    let drain_time = drain(&fx, &acked).await;
+    let (drain_time, log) = drain(&fx, &acked).await;
+    logs.add(&log);
 
     let output = ids(&output_records(&fx));
     let spooled = ids(&dump(&fx));
@@ -310,20 +343,26 @@ async fn every_acknowledged_event_survives_20_sigkills() {
     eprintln!(
         "crash summary: seed {seed}, rounds {ROUNDS}, sent {}, acked {}, delivered {} lines ({} distinct), \
          duplicates {duplicates}, acked only in spool {undelivered}, still spooled {}, segments deleted \
-         {deleted} (left {left:?}), drain {drain_time:?}, total {:?}",
+         {deleted} (left {left:?}), torn tails {}, corrupt records {}, drain {drain_time:?}, total {:?}",
         sent.len(),
         acked.len(),
         output.len(),
         per_id.len(),
         spooled.len(),
+        logs.torn_tails,
+        logs.corrupt_records,
         started.elapsed()
     );
+    for l in &logs.notable {
+        eprintln!("crash log: {l}");
+    }
     assert!(
         lost.is_empty(),
         "seed {seed}: {} acknowledged id(s) lost, e.g. {:?}",
         lost.len(),
         &lost[..lost.len().min(10)]
     );
+    assert_eq!(logs.corrupt_records, 0, "SIGKILL alone damaged records");
     assert!(unknown.is_empty(), "ids never sent: {unknown:?}");
     assert!(acked.len() >= 300, "only {} acknowledged", acked.len());
     assert!(

@@ -32,21 +32,56 @@ pub struct ConfigFile {
     pub sinks: Vec<SinkFile>,
 }
 
+/// One `[[sinks]]` table. Which keys apply depends on `type`; a key that does not apply is an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkFile {
     /// Consumer name (its cursor file is `spool/cursors/<name>`): 1-64 of A-Z a-z 0-9 _ -.
     pub name: String,
-    /// Only "file" in this release.
+    /// "file", "clickhouse", "http" or "nats".
     #[serde(rename = "type")]
     pub kind: String,
+    /// Data-residency region of the storage behind this sink (e.g. "eu"); tenants of another region may
+    /// not route here.
+    pub region: Option<String>,
+    /// Most events, payload bytes and milliseconds of age per delivered batch.
+    pub batch_events: Option<u64>,
+    pub batch_bytes: Option<u64>,
+    pub batch_age_ms: Option<u64>,
+    /// Retry backoff: capped exponential with full jitter, from `retry_base_ms` up to `retry_cap_ms`.
+    pub retry_base_ms: Option<u64>,
+    pub retry_cap_ms: Option<u64>,
+    /// A request (or publish acknowledgement) that takes longer than this is retried.
+    pub timeout_ms: Option<u64>,
     /// file: output directory, relative to `data_dir`.
     pub dir: Option<String>,
     /// file: a new file starts past this size.
     pub max_file_bytes: Option<u64>,
-    /// Most events and bytes per delivered batch.
-    pub batch_events: Option<u64>,
-    pub batch_bytes: Option<u64>,
+    /// clickhouse, http: `http://` or `https://host:port/path`; nats: `nats://host:port`.
+    pub url: Option<String>,
+    /// clickhouse, http: PEM CA bundle to verify the server (default: the system's web PKI roots).
+    pub ca_file: Option<String>,
+    /// clickhouse, http: PEM client certificate chain and key for mutual TLS.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// clickhouse: target database and table (see docs/sinks.md for the DDL).
+    pub database: Option<String>,
+    pub table: Option<String>,
+    /// clickhouse: user, and a password from a file or an environment variable (never in this file).
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    /// http: bearer token from a file or an environment variable.
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    /// nats: subject prefix (the site is appended: `<subject>.<site>`) and JetStream stream.
+    pub subject: Option<String>,
+    pub stream: Option<String>,
+    /// nats: create the stream (3 replicas when `replicas` says so) if it does not exist; else only verify it.
+    pub create_stream: Option<bool>,
+    pub replicas: Option<u64>,
+    /// nats: most publishes awaiting their acknowledgement.
+    pub max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +225,10 @@ pub struct TenantFile {
     pub profile: String,
     #[serde(default = "strict_profile")]
     pub strict_profile: String,
+    /// Data-residency region (e.g. "eu"): events may only go to sinks of the same region.
+    pub region: Option<String>,
+    /// Sinks this tenant's events go to; default: every sink whose region matches.
+    pub sinks: Option<Vec<String>>,
     /// "drop" (count and drop unknown event keys) or "reject" (refuse the request: strict mode).
     #[serde(default = "drop")]
     pub unknown_fields: String,

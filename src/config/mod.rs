@@ -3,7 +3,9 @@
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
 mod file;
+mod routes;
 mod sinks;
+mod spool_keys;
 mod tenants;
 mod validate;
 
@@ -21,12 +23,17 @@ use crate::event::minimize::geo::Geo;
 use crate::event::minimize::policy::Profile;
 use crate::event::minimize::suppress::Suppression;
 use crate::keys::KeyRing;
-use crate::spool::{SpoolConfig, SpoolKeys};
+use crate::spool::{Route, SpoolConfig, SpoolKeys};
 
-pub use sinks::{SinkConfig, SinkKind};
+pub use sinks::{
+    BatchLimits, ClickHouseConfig, Endpoint, HttpConfig, NatsConfig, RetryPolicy, SinkConfig, SinkKind,
+    TlsClientFiles,
+};
 
 /// The running configuration. Built whole, then swapped in whole.
 pub struct Snapshot {
+    /// Where spool, keys, dead letters and file-sink output live by default.
+    pub data_dir: PathBuf,
     pub listen: Listen,
     pub tls: Arc<rustls::ServerConfig>,
     /// Where the generated development CA certificate is, when `dev_self_signed` made one.
@@ -98,6 +105,10 @@ pub struct Tenant {
     /// Unknown event keys: refused (`true`, "strict mode") or dropped and counted.
     pub reject_unknown_fields: bool,
     pub suppression: Suppression,
+    /// Data-residency region, if the tenant has one.
+    pub region: Option<String>,
+    /// The sinks its events go to, fixed into each record at ingest.
+    pub route: Arc<Route>,
 }
 
 /// Whether loading may write: `Run` creates the data dir and development material, `Check` never writes.
@@ -180,6 +191,8 @@ impl Tenant {
             strict: Arc::new(Profile::builtin_strict()),
             reject_unknown_fields: false,
             suppression: Suppression::default(),
+            region: None,
+            route: Arc::new(Route::All),
         }
     }
 }

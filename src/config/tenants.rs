@@ -10,6 +10,7 @@ use super::{LoadMode, Tenant};
 use crate::event::minimize::policy::{self, Action, Field, Profile};
 use crate::event::minimize::suppress::Suppression;
 use crate::keys::{self, HmacKey, KeyRing, KeySource, Missing};
+use crate::spool::Route;
 
 pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -114,6 +115,8 @@ pub(super) fn tenants(
                 strict,
                 reject_unknown_fields,
                 suppression,
+                region: t.region.clone(),
+                route: Arc::new(Route::All), // resolved against the sinks by `routes`
             };
             out.insert(t.site.clone(), tenant);
         }

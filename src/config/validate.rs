@@ -38,14 +38,15 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let listen = listen(&file, &mut errs);
     let limits = limits(&file.limits, &mut errs);
     let timeouts = timeouts(&file.timeouts, &mut errs);
-    let sinks = super::sinks::sinks(&file.sinks, &data_dir, &mut errs);
+    let sinks = super::sinks::sinks(&file.sinks, base, &data_dir, &mut errs);
     let mut spool = spool(&file, &data_dir, &mut errs);
     if let Some(s) = spool.as_mut() {
         s.consumers = sinks.iter().map(|k| k.name.clone()).collect();
     }
-    let spool_keys = super::sinks::spool_keys(&file.spool, base, mode, &mut errs);
+    let spool_keys = super::spool_keys::spool_keys(&file.spool, base, mode, &mut errs);
     let profiles = super::tenants::profiles(&file.profiles, &mut errs);
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
+    let tenants = super::routes::routes(&file.tenants, tenants, &sinks, &mut errs);
     let geo = geo(&file, base, &mut errs);
     let tls = tls_material(&file, base, mode, &mut errs);
     match (listen, limits, timeouts, spool, spool_keys, tls) {
@@ -57,6 +58,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             Some(spool_keys),
             Some((tls, dev_ca)),
         ) if errs.0.is_empty() => Ok(Snapshot {
+            data_dir,
             listen,
             tls,
             dev_ca,

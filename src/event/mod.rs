@@ -139,6 +139,8 @@ pub struct MinimizedEvent {
     pub(in crate::event) site: String,
     pub(in crate::event) event_id: String,
     pub(in crate::event) received_ms: i64,
+    /// The tenant's sinks at ingest: written into the record, never re-decided later.
+    pub(in crate::event) route: std::sync::Arc<crate::spool::Route>,
 }
 
 impl MinimizedEvent {
@@ -163,6 +165,10 @@ impl MinimizedEvent {
         self.received_ms
     }
 
+    pub fn route(&self) -> &crate::spool::Route {
+        &self.route
+    }
+
     #[cfg(test)]
     pub(crate) fn for_spool_tests(
         site: &str,
@@ -175,6 +181,7 @@ impl MinimizedEvent {
             site: site.into(),
             event_id: event_id.into(),
             received_ms,
+            route: Default::default(),
         }
     }
 }

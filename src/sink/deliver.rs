@@ -1,168 +1,178 @@
-//! The delivery loop of one sink: read a bounded batch from the spool, store it, and only then move the
-//! sink's durable cursor. A failed batch is retried whole after a capped exponential backoff with full
-//! jitter, so delivery is at-least-once and a batch never advances the cursor before it is stored. Each
-//! sink runs as its own task with its own reader: a slow or failing sink never holds up another one (it
-//! only holds the spool segments it has not delivered).
+//! The delivery loop of one sink: read a bounded batch from the spool (waiting up to `batch_age_ms` for it
+//! to fill), send it, and move the sink's durable cursor only once the sink stored it — or once a batch it
+//! refused for good is safely in the dead-letter directory. A batch that should be retried is retried whole,
+//! with the same id, after `Retry-After` or a capped exponential backoff with full jitter. Each sink runs as
+//! its own task with its own reader, so a slow or dead sink never stalls another one (it only holds the
+//! spool segments it has not delivered). Its circuit state shows in `tollgate_sink_circuit_state`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::file::{FileStore, Record};
+use super::deadletter::DeadLetters;
+use super::metrics::{Circuit, OneSink};
+use super::{SendError, Sink, SinkBatch};
 use crate::clock::Clock;
-use crate::config::SinkConfig;
+use crate::config::{RetryPolicy, SinkConfig};
 use crate::spool::{Batch, Reader, SpoolError};
 
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Consecutive failures after which the circuit opens (sends wait out the backoff before trying again).
+const OPEN_AFTER: u32 = 3;
 
-/// Sink metrics, by sink name (from config).
-#[derive(Clone)]
-pub struct SinkMetrics {
-    events: IntCounterVec,
-    batches: IntCounterVec,
-    failures: IntCounterVec,
-    last_success: IntGaugeVec,
+/// Everything one sink task owns.
+pub struct Delivery {
+    pub cfg: SinkConfig,
+    pub reader: Reader,
+    pub sink: Box<dyn Sink>,
+    pub dead: DeadLetters,
+    pub metrics: OneSink,
+    pub clock: Arc<dyn Clock>,
 }
 
-impl SinkMetrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), &["sink"])?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let last_success = IntGaugeVec::new(
-            Opts::new(
-                "tollgate_sink_last_success_timestamp_seconds",
-                "Wall time of the sink's last stored batch.",
-            ),
-            &["sink"],
-        )?;
-        registry.register(Box::new(last_success.clone()))?;
-        Ok(Self {
-            events: counter("tollgate_sink_events_total", "Events a sink stored.")?,
-            batches: counter("tollgate_sink_batches_total", "Batches a sink stored.")?,
-            failures: counter(
-                "tollgate_sink_failures_total",
-                "Batch attempts that failed and will be retried.",
-            )?,
-            last_success,
-        })
-    }
-
-    fn for_sink(&self, name: &str) -> OneSink {
-        OneSink {
-            events: self.events.with_label_values(&[name]),
-            batches: self.batches.with_label_values(&[name]),
-            failures: self.failures.with_label_values(&[name]),
-            last_success: self.last_success.with_label_values(&[name]),
+impl Delivery {
+    /// Runs until `stop` turns true; a batch in hand is abandoned at stop (it is still in the spool).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        while let Some(batch) = self.next(&mut stop).await {
+            let id = format!("{}-{:x}-{:x}", self.cfg.name, batch.start().seg, batch.start().offset);
+            self.lag(&batch);
+            if !self.deliver(&id, &batch, &mut stop).await {
+                break;
+            }
+            if let Err(e) = self.reader.commit(&batch) {
+                // Stored downstream but the cursor did not move: delivered again after a restart.
+                tracing::error!(sink = %self.cfg.name, error = %e, "sink: cannot save the cursor");
+            }
         }
+        self.metrics.lag_seconds.set(0);
+        self.sink.close().await;
     }
-}
 
-/// One sink's metrics, resolved once.
-struct OneSink {
-    events: IntCounter,
-    batches: IntCounter,
-    failures: IntCounter,
-    last_success: IntGauge,
-}
-
-/// Runs the file sink until `stop` turns true (finishing the batch in hand first).
-pub async fn run_file(
-    cfg: SinkConfig,
-    mut reader: Reader,
-    store: FileStore,
-    metrics: SinkMetrics,
-    clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let m = metrics.for_sink(&cfg.name);
-    let mut store = Some(store);
-    loop {
-        let batch = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            b = reader.next_batch(cfg.batch_events, cfg.batch_bytes) => b,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(SpoolError::Closed) => break,
-            Err(e) => {
-                tracing::error!(sink = %cfg.name, error = %e, "sink: cannot read the spool");
-                if sleep_or_stop(BACKOFF_CAP, &mut stop).await {
-                    break;
+    /// The next batch: full, or as full as it got within `batch_age_ms` of its first record.
+    async fn next(&mut self, stop: &mut watch::Receiver<bool>) -> Option<Batch> {
+        let limits = self.cfg.batch;
+        let mut batch = loop {
+            let read = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return None,
+                b = self.reader.next_batch(limits.events, limits.bytes) => b,
+            };
+            match read {
+                Ok(b) => break b,
+                Err(SpoolError::Closed) => return None,
+                Err(e) => {
+                    tracing::error!(sink = %self.cfg.name, error = %e, "sink: cannot read the spool");
+                    if sleep_or_stop(self.cfg.retry.cap, stop).await {
+                        return None;
+                    }
                 }
-                continue;
             }
         };
-        let mut attempt = 0u32;
+        let deadline = Instant::now() + limits.max_age;
+        while batch.records.len() < limits.events && payload_bytes(&batch) < limits.bytes {
+            let room = (limits.events - batch.records.len(), limits.bytes - payload_bytes(&batch));
+            let more = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return None,
+                () = tokio::time::sleep_until(deadline) => break,
+                b = self.reader.next_batch(room.0, room.1) => b,
+            };
+            match more {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Sends until stored or dead-lettered; `false` if asked to stop first.
+    async fn deliver(&mut self, id: &str, batch: &Batch, stop: &mut watch::Receiver<bool>) -> bool {
+        if batch.records.is_empty() {
+            return true;
+        }
+        let mut failures = 0u32;
         loop {
-            match store_batch(&mut store, &batch).await {
-                Ok(()) => break,
-                Err(e) => {
-                    m.failures.inc();
-                    attempt += 1;
-                    let wait = backoff(attempt);
-                    tracing::warn!(sink = %cfg.name, error = %e, attempt, ?wait, "sink: batch not stored, retrying");
-                    if sleep_or_stop(wait, &mut stop).await {
-                        return;
+            self.metrics.circuit(if failures >= OPEN_AFTER { Circuit::HalfOpen } else { Circuit::Closed });
+            let sent = tokio::time::timeout(
+                self.cfg.timeout,
+                self.sink.send(SinkBatch { id, records: &batch.records }),
+            )
+            .await
+            .unwrap_or_else(|_| Err(SendError::retry(super::RetryReason::Timeout, "no answer within timeout_ms")));
+            match sent {
+                Ok(()) => {
+                    self.metrics.stored(batch.records.len(), self.clock.now_ms());
+                    self.metrics.circuit(Circuit::Closed);
+                    return true;
+                }
+                Err(SendError::Dead { reason, detail }) => {
+                    tracing::error!(sink = %self.cfg.name, batch = %id, reason = reason.label(),
+                        detail = %truncate(&detail), "sink: batch refused for good, dead-lettered");
+                    if self.dead_letter(id, batch, reason.label()) {
+                        self.metrics.dead_letters[reason as usize].inc();
+                        return true;
+                    }
+                    failures += 1;
+                }
+                Err(SendError::Retry { reason, after, detail }) => {
+                    self.metrics.retries[reason as usize].inc();
+                    failures += 1;
+                    let wait = after.unwrap_or_else(|| backoff(self.cfg.retry, failures));
+                    tracing::warn!(sink = %self.cfg.name, batch = %id, reason = reason.label(),
+                        detail = %truncate(&detail), attempt = failures, ?wait, "sink: batch not stored, retrying");
+                    if failures >= OPEN_AFTER {
+                        self.metrics.circuit(Circuit::Open);
+                    }
+                    if sleep_or_stop(wait, stop).await {
+                        return false;
                     }
                 }
             }
         }
-        if let Err(e) = reader.commit(&batch) {
-            // The batch is stored; it will be delivered again after a restart (at-least-once).
-            tracing::error!(sink = %cfg.name, error = %e, "sink: cannot save the cursor");
-        }
-        m.events.inc_by(batch.records.len() as u64);
-        m.batches.inc();
-        m.last_success.set(clock.now_ms() / 1000);
     }
-    if let Some(s) = store.take() {
-        if let Err(e) = tokio::task::spawn_blocking(move || s.close())
-            .await
-            .unwrap_or(Ok(()))
-        {
-            tracing::warn!(sink = %cfg.name, error = %e, "sink: closing files failed");
+
+    fn dead_letter(&self, id: &str, batch: &Batch, reason: &str) -> bool {
+        let Some(keys) = self.reader.keys() else {
+            tracing::error!(sink = %self.cfg.name, "sink: no spool key to seal dead letters; retrying instead");
+            return false;
+        };
+        match self.dead.store(&keys, id, &batch.records, reason, self.clock.now_ms()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(sink = %self.cfg.name, error = %e, "sink: cannot write a dead letter; retrying");
+                false
+            }
         }
+    }
+
+    fn lag(&self, batch: &Batch) {
+        if let Some(oldest) = batch.records.iter().map(|r| r.received_ms).min() {
+            let secs = (self.clock.now_ms() - oldest).max(0) / 1000;
+            self.metrics.lag_seconds.set(secs);
+        }
+        self.metrics.lag_events.set(i64::try_from(self.reader.lag_records()).unwrap_or(i64::MAX));
     }
 }
 
-/// Writes the batch on the blocking pool (it fsyncs) and hands the store back.
-async fn store_batch(store: &mut Option<FileStore>, batch: &Batch) -> std::io::Result<()> {
-    if batch.records.is_empty() {
-        return Ok(());
-    }
-    let mut s = store.take().expect("store is returned after every write");
-    let owned: Vec<_> = batch.records.clone();
-    let (s, result) = tokio::task::spawn_blocking(move || {
-        let records: Vec<Record<'_>> = owned
-            .iter()
-            .map(|r| Record {
-                site: &r.site,
-                event_id: &r.event_id,
-                received_ms: r.received_ms,
-                payload: &r.payload,
-            })
-            .collect();
-        let result = s.write_batch(&records).map(|_| ());
-        (s, result)
-    })
-    .await
-    .map_err(|e| std::io::Error::other(format!("sink task panicked: {e}")))?;
-    *store = Some(s);
-    result
+fn payload_bytes(batch: &Batch) -> usize {
+    batch.records.iter().map(|r| r.payload.len()).sum()
 }
 
-/// Capped exponential backoff with full jitter: uniform in `0..=min(cap, base * 2^attempt)`.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
+fn truncate(detail: &str) -> &str {
+    let mut end = detail.len().min(300);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
+/// Capped exponential backoff with full jitter: uniform in `0..=min(cap, base * 2^(attempt-1))`.
+pub fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let ceiling = policy
+        .base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(policy.cap);
     let mut r = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut r);
     let frac = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
@@ -183,17 +193,12 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        for attempt in 0..40 {
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1u32 << attempt.min(16))
-                .min(BACKOFF_CAP);
-            let samples: Vec<_> = (0..50).map(|_| backoff(attempt)).collect();
+        let policy = RetryPolicy { base: Duration::from_millis(100), cap: Duration::from_secs(30) };
+        for attempt in 1..40 {
+            let ceiling = policy.base.saturating_mul(1u32 << (attempt - 1).min(20)).min(policy.cap);
+            let samples: Vec<_> = (0..50).map(|_| backoff(policy, attempt)).collect();
             assert!(samples.iter().all(|d| *d <= ceiling), "attempt {attempt}");
-            assert!(
-                samples.windows(2).any(|w| w[0] != w[1]),
-                "jitter at attempt {attempt}"
-            );
+            assert!(samples.windows(2).any(|w| w[0] != w[1]), "jitter at attempt {attempt}");
         }
-        assert!(backoff(30) <= BACKOFF_CAP);
     }
 }

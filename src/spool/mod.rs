@@ -28,6 +28,7 @@ mod reader;
 mod record;
 mod recover;
 mod scan;
+mod sealed;
 mod segment;
 mod shared;
 mod space;
@@ -53,6 +54,7 @@ pub use metrics::SpoolMetrics;
 pub use reader::{Batch, Reader};
 pub use record::{Route, StoredRecord};
 pub use scan::{Damage, DamageKind};
+pub use sealed::{private_dir, read_records, write_records};
 pub use segment::{HeaderError, DATA_START, MAX_KEY_ID, MAX_RECORD_BYTES};
 pub use shared::Position;
 
@@ -216,6 +218,7 @@ impl Spool {
             reclaim: Notify::new(),
             keys: ArcSwap::from_pointee(keys),
             metrics,
+            seg_records: Mutex::new(recovered.sealed.iter().map(|(n, s)| (*n, s.records)).collect()),
         });
         let limits = writer::Limits {
             segment_bytes: cfg.segment_bytes,
@@ -237,7 +240,7 @@ impl Spool {
         ))
     }
 
-    /// Appends all `events` as one unit, routed to every consumer, and resolves after the fsync that covers
+    /// Appends all `events` as one unit, each routed as its tenant said at ingest, and resolves after the fsync that covers
     /// them. `Err(Full)` if `max_bytes` would be exceeded (nothing of this call written), `Err(Closed)` once
     /// the writer is closed, `Err(Io)` if the commit failed. Waits while the queue is full. Dropping the
     /// future after it was queued does not cancel the write.
@@ -254,13 +257,12 @@ impl Spool {
         let mut newest_ms = i64::MIN;
         for e in events {
             let before = plain.len();
-            let route = Route::All;
             record::encode_into(
                 &mut plain,
                 e.site(),
                 e.event_id(),
                 e.received_ms(),
-                &route,
+                e.route(),
                 e.record(),
             );
             let len = plain.len() - before;

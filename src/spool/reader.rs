@@ -28,12 +28,26 @@ pub struct Batch {
     pub records: Vec<StoredRecord>,
     /// Records passed over because their route names other consumers.
     pub skipped: u64,
+    start: Position,
     end: Position,
 }
 
 impl Batch {
+    /// Where the batch starts: with the consumer's name, a deterministic batch id.
+    pub fn start(&self) -> Position {
+        self.start
+    }
+
     pub fn end(&self) -> Position {
         self.end
+    }
+
+    /// Appends the batch read right after this one (anything between them was skipped damage or an
+    /// expired segment).
+    pub fn extend(&mut self, next: Batch) {
+        self.records.extend(next.records);
+        self.skipped += next.skipped;
+        self.end = next.end;
     }
 }
 
@@ -43,6 +57,8 @@ pub struct Reader {
     shared: Arc<Shared>,
     committed: watch::Receiver<Position>,
     pos: Position,
+    /// Sequence number the next record in the current segment would have (for lag).
+    next_seq: u64,
     open: Option<OpenSegment>,
 }
 
@@ -60,8 +76,22 @@ impl Reader {
             shared,
             committed,
             pos: start,
+            next_seq: 0,
             open: None,
         }
+    }
+
+    /// The spool keys now in force (dead letters are sealed with the active one).
+    pub fn keys(&self) -> Option<crate::spool::SpoolKeys> {
+        self.shared.keys.load().as_ref().clone()
+    }
+
+    /// Records in the spool after this reader's position (whatever their route).
+    pub fn lag_records(&self) -> u64 {
+        let m = self.shared.seg_records.lock().expect("segment table lock");
+        m.range(self.pos.seg..)
+            .map(|(&seg, &n)| if seg == self.pos.seg { n.saturating_sub(self.next_seq) } else { n })
+            .sum()
     }
 
     pub fn name(&self) -> &str {
@@ -173,6 +203,7 @@ impl Reader {
             seg: next.min(committed.seg.max(self.pos.seg + 1)),
             offset: DATA_START,
         };
+        self.next_seq = 0;
         self.open = None;
         Ok(())
     }
@@ -195,6 +226,7 @@ impl Reader {
             let mut batch = Batch {
                 records: Vec::new(),
                 skipped: 0,
+                start: self.pos,
                 end: self.pos,
             };
             let used = self.parse(&chunk, at_end, max_records, max_bytes, &mut batch);
@@ -210,19 +242,20 @@ impl Reader {
 
     /// Takes records from `chunk` into `batch`; returns the bytes consumed.
     fn parse(
-        &self,
+        &mut self,
         chunk: &[u8],
         at_end: bool,
         max_records: usize,
         max_bytes: usize,
         batch: &mut Batch,
     ) -> usize {
-        let (mut p, mut bytes) = (0, 0);
+        let (mut p, mut bytes, mut last_seq) = (0, 0, None);
         let cipher = self.current().cipher.as_ref();
         while p < chunk.len() && batch.records.len() < max_records && bytes < max_bytes {
             match segment::parse_at(chunk, p) {
                 Parse::Frame(f) => {
                     p = f.end;
+                    last_seq = Some(f.seq);
                     match scan::open_frame(cipher, &f) {
                         Ok(r) if r.route.includes(&self.name) => {
                             bytes += r.payload.len();
@@ -241,6 +274,9 @@ impl Reader {
                     None => break,
                 },
             }
+        }
+        if let Some(seq) = last_seq {
+            self.next_seq = seq + 1;
         }
         p
     }

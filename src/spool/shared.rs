@@ -35,9 +35,19 @@ pub(crate) struct Shared {
     pub reclaim: Notify,
     pub keys: ArcSwap<Option<SpoolKeys>>,
     pub metrics: Arc<SpoolMetrics>,
+    /// Records per live segment (synced ones only), for consumer lag.
+    pub seg_records: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl Shared {
+    pub(crate) fn set_seg_records(&self, seg: u64, records: Option<u64>) {
+        let mut m = self.seg_records.lock().expect("segment table lock");
+        match records {
+            Some(n) => m.insert(seg, n),
+            None => m.remove(&seg),
+        };
+    }
+
     /// The cursor of the consumer furthest behind; `None` when the spool has no consumers.
     pub(crate) fn slowest(&self) -> Option<(Position, Vec<String>)> {
         let c = self.cursors.lock().expect("cursor table lock");

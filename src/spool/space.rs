@@ -63,13 +63,21 @@ impl Space {
         self.pending_newest = self.pending_newest.max(received_ms);
     }
 
-    pub(crate) fn synced(&mut self, bytes: u64) {
+    /// The pending records are on disk; returns the active segment's record count.
+    pub(crate) fn synced(&mut self, bytes: u64) -> u64 {
+        let mut records = 0;
         if let Some(s) = self.segments.get_mut(&self.active) {
             s.bytes += bytes;
             s.records += self.pending_records;
             s.newest_ms = s.newest_ms.max(self.pending_newest);
+            records = s.records;
         }
         self.forget_unsynced();
+        records
+    }
+
+    pub(crate) fn active(&self) -> u64 {
+        self.active
     }
 
     pub(crate) fn forget_unsynced(&mut self) {
@@ -141,6 +149,7 @@ impl Space {
         }
         tracing::debug!(segment = n, "spool: segment deleted");
         self.segments.remove(&n);
+        shared.set_seg_records(n, None);
         true
     }
 }

@@ -414,7 +414,8 @@ impl ActiveLog {
         }
         let m = &self.shared.metrics;
         m.commit_seconds.observe(started.elapsed().as_secs_f64());
-        self.space.synced(buf.len() as u64);
+        let records = self.space.synced(buf.len() as u64);
+        self.shared.set_seg_records(self.space.active(), Some(records));
         buf.clear();
         m.commits.inc();
         self.space.publish_bytes(m);

@@ -164,6 +164,7 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
         site: ev.site,
         event_id,
         received_ms: ctx.received_ms,
+        route: tenant.route.clone(),
     })
 }
 

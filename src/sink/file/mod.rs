@@ -20,6 +20,7 @@
 mod civil;
 mod layout;
 mod open_file;
+mod service;
 mod store;
 
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use service::FileSink;
 pub use store::FileStore;
 
 /// How many files a [`FileStore`] keeps open at once; opening one more finishes the least recently

@@ -2,6 +2,7 @@
 //! property), `reader` (fsync visibility, cursors, exactly-once across restarts), `space` (reclaim, expiry),
 //! `crypto` (nothing readable on disk, keys).
 
+mod crypto;
 mod damage;
 mod reader;
 mod space;

@@ -181,17 +181,63 @@ async fn a_full_spool_takes_appends_again_once_a_consumer_committed() {
 
     let mut reader = spool.reader("a").unwrap();
     assert_eq!(ids(&read_commit(&mut reader, 6).await), ev_ids(0..6));
-    // No wait for the reclaim: an append that does not fit reclaims before it is refused.
     spool.append(&[ev(6)]).await.unwrap();
     assert_eq!(metrics.full.get(), 1);
     assert!(disk_bytes(d) <= max_bytes);
+    let segs = seg_numbers(d);
+    assert!(!segs.contains(&1) && !segs.contains(&2), "{segs:?}");
     assert_eq!(ids(&read_commit(&mut reader, 1).await), ["e0006"]);
+    eventually("segment 3 deleted", || seg_numbers(d) == [4]).await;
     close(writer).await;
+    assert_eq!(stored(d), records(&[ev(6)]));
+}
+
+/// Appends `events` and lets their one fsync through the gate.
+async fn through_gate(spool: &Spool, gate: &SyncGate, events: &[MinimizedEvent]) {
+    let mut append = Box::pin(spool.append(events));
+    assert!(!poll_once(&mut append).await, "resolved before its fsync");
+    gate.wait_held();
+    gate.release();
+    append.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_writer_reclaims_before_it_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = Arc::new(SyncGate::default());
+    install_gate(gate.clone());
+    let (spool, writer, _, metrics) = open(SpoolConfig {
+        max_bytes: 3 * DATA_START + 6 * frame(),
+        ..with_consumers(d, &["a"])
+    });
+    let events = evs(0..7);
+    for e in &events[..5] {
+        through_gate(&spool, &gate, std::slice::from_ref(e)).await;
+    }
+    // The consumer commits while the writer is busy with the last append that fits, and the append after
+    // it is queued before the writer can hear of the commit: only the writer's own reclaim makes room.
+    let mut last_fitting = Box::pin(spool.append(&events[5..6]));
+    assert!(!poll_once(&mut last_fitting).await);
+    gate.wait_held();
+    let mut reader = spool.reader("a").unwrap();
+    while let Some(batch) = reader.try_batch(10, BIG).unwrap() {
+        reader.commit(&batch).unwrap();
+    }
+    let mut over = Box::pin(spool.append(&events[6..]));
+    assert!(!poll_once(&mut over).await);
+    gate.release();
+    last_fitting.await.unwrap();
+    gate.wait_held(); // times out if the append was refused (nothing to fsync)
+    gate.release();
+    over.await.unwrap();
+    assert_eq!(metrics.full.get(), 0);
     assert_eq!(
-        stored(d),
-        records(&evs(4..7)),
-        "segments 1 and 2 were reclaimed"
+        seg_numbers(d),
+        [3, 4],
+        "segments 1 and 2 reclaimed, 3 not entirely read"
     );
+    close(writer).await;
 }
 
 #[tokio::test]
