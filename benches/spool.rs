@@ -13,7 +13,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::clock::FixedClock;
 use tollgate::config::{self, LoadMode};
-use tollgate::event::{decode, minimize, validate, ClientMeta, Context, MinimizedEvent, Outcome, Report};
+use tollgate::event::{
+    decode, minimize, validate, ClientMeta, Context, MinimizedEvent, Outcome, Report,
+};
 use tollgate::spool::{self, Spool, SpoolConfig, SpoolKey, SpoolKeys, SpoolMetrics};
 
 const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/sample_event.json");
@@ -34,10 +36,12 @@ fn minimized(snap: &config::Snapshot) -> Vec<MinimizedEvent> {
     decode(black_box(SAMPLE), &snap.limits)
         .unwrap()
         .into_iter()
-        .map(|r| match minimize(validate(r).unwrap(), &ctx, &mut report) {
-            Outcome::Keep(m) => m,
-            Outcome::Suppressed => unreachable!(),
-        })
+        .map(
+            |r| match minimize(validate(r).unwrap(), &ctx, &mut report) {
+                Outcome::Keep(m) => m,
+                Outcome::Suppressed => unreachable!(),
+            },
+        )
         .collect()
 }
 
@@ -87,7 +91,9 @@ fn append(c: &mut Criterion) {
         let (spool, writer, _) = rt
             .block_on(async { Spool::open(cfg, k, Arc::new(FixedClock::new(0)), metrics) })
             .unwrap();
-        g.bench_function(name, |b| b.iter(|| rt.block_on(spool.append(&events)).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(spool.append(&events)).unwrap())
+        });
         rt.block_on(writer.close()).unwrap();
     }
     g.finish();

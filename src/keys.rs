@@ -182,11 +182,15 @@ impl Secret {
     pub fn from_file(path: &Path) -> Result<Secret, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
-        Self::checked(text.trim_end_matches(['\r', '\n']).to_owned(), &path.display().to_string())
+        Self::checked(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+            &path.display().to_string(),
+        )
     }
 
     pub fn from_env(name: &str) -> Result<Secret, String> {
-        let text = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        let text =
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
         Self::checked(text, &format!("environment variable {name}"))
     }
 
@@ -217,7 +221,10 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         std::fs::write(&path, "two\nlines-hunter2\n").unwrap();
         let err = Secret::from_file(&path).unwrap_err();
-        assert!(!err.contains("hunter2") && err.contains("one non-empty line"), "{err}");
+        assert!(
+            !err.contains("hunter2") && err.contains("one non-empty line"),
+            "{err}"
+        );
     }
 
     #[test]

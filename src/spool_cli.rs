@@ -119,11 +119,14 @@ pub fn replay(config: &Path, sink: &str) -> anyhow::Result<()> {
         .find(|s| s.name == sink)
         .with_context(|| format!("no sink named {sink:?} in {}", config.display()))?
         .clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let letters = tollgate::sink::deadletter::DeadLetters::new(&snap.data_dir, sink);
     let done = rt.block_on(async {
         let mut built = tollgate::sink::build::build(&cfg).await?;
-        let done = tollgate::sink::deadletter::replay(&letters, &snap.spool_keys, built.as_mut()).await;
+        let done =
+            tollgate::sink::deadletter::replay(&letters, &snap.spool_keys, built.as_mut()).await;
         built.close().await;
         done.map_err(|e| anyhow::anyhow!(e))
     })?;

@@ -50,17 +50,15 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-/// `tollgate spool <sub> -c FILE`: exit code and stdout.
+/// `tollgate spool <sub> -c FILE`: exit code, then stdout followed by stderr.
 fn spool_cli(fx: &Fixture, sub: &str) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["spool", sub, "-c"])
         .arg(fx.config_path())
         .output()
         .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout) + &text(&out.stderr))
 }
 
 /// `lag_records` of one consumer in `spool status`.
@@ -149,8 +147,8 @@ async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 fn blocked_sink_fixture(spool_extra: &str) -> (Fixture, PathBuf) {
     let fx = Fixture::new(FILE_SINK);
     fx.edit_config(|t| t.replacen("[spool]\n", &format!("[spool]\n{spool_extra}"), 1));
+    std::fs::create_dir_all(fx.dir.path().join("data/out")).unwrap();
     let block = fx.dir.path().join("data/out/demo");
-    std::fs::create_dir_all(block.parent().unwrap()).unwrap();
     std::fs::write(&block, "not a directory").unwrap();
     (fx, block)
 }
@@ -158,8 +156,9 @@ fn blocked_sink_fixture(spool_extra: &str) -> (Fixture, PathBuf) {
 fn stop(mut p: Proc) -> String {
     p.signal("TERM");
     let status = tokio::task::block_in_place(|| p.wait_exit());
-    assert!(status.success(), "exit status {status:?}");
-    p.stderr_text()
+    let log = p.stderr_text();
+    assert!(status.success(), "exit status {status:?}:\n{log}");
+    log
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,10 +207,8 @@ async fn damage_in_one_record_costs_only_that_record() {
     let mut want = sent.clone();
     want.remove(1);
     assert_eq!(ids(&dump(&fx)), want);
-    let quarantined: Vec<_> = std::fs::read_dir(fx.spool_dir().join("quarantine"))
-        .unwrap()
-        .collect();
-    assert_eq!(quarantined.len(), 1);
+    let quarantine = std::fs::read_dir(fx.spool_dir().join("quarantine")).unwrap();
+    assert_eq!(quarantine.count(), 1, "one quarantined region");
 }
 
 #[tokio::test]
@@ -315,10 +312,9 @@ async fn key_rotation_by_reload() {
     std::fs::write(fx.dir.path().join("spool2.key"), "3d".repeat(32)).unwrap();
     let p = Proc::start(&fx.config_path());
     let mut c = Client::connect(p.public, &fx.ca_pem, Proto::H1).await;
-    let mut sent = Vec::new();
-    for i in 0..3 {
-        sent.push(format!("old{i}"));
-        assert_eq!(post(&mut c, &event(&sent[i])).await.status, 204);
+    let (old, new) = (["old0", "old1", "old2"], ["new0", "new1", "new2"]);
+    for id in old {
+        assert_eq!(post(&mut c, &event(id)).await.status, 204);
     }
     fx.edit_config(|t| {
         t.replace("active_key = \"s1\"", "active_key = \"s2\"")
@@ -331,14 +327,13 @@ async fn key_rotation_by_reload() {
     assert!(tokio::task::block_in_place(
         || p.wait_for_log("config reloaded")
     ));
-    for i in 0..3 {
-        sent.push(format!("new{i}"));
-        assert_eq!(post(&mut c, &event(&sent[3 + i])).await.status, 204);
+    for id in new {
+        assert_eq!(post(&mut c, &event(id)).await.status, 204);
     }
 
     let (code, out) = spool_cli(&fx, "verify");
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(ids(&dump(&fx)), sent);
+    assert_eq!(ids(&dump(&fx)), [old, new].concat());
     let keys: Vec<String> = segments(&fx).iter().map(|s| segment_key_id(s)).collect();
     let (newest, older) = keys.split_last().unwrap();
     assert_eq!(newest, "s2", "{keys:?}");

@@ -16,7 +16,9 @@ fn ndjson(root: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -24,7 +26,10 @@ fn ndjson(root: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
             } else if p.extension().is_some_and(|x| x == "ndjson") {
                 let text = std::fs::read_to_string(&p).unwrap();
                 let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
-                let lines = complete.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                let lines = complete
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
                 out.insert(p.strip_prefix(root).unwrap().display().to_string(), lines);
             }
         }
@@ -33,8 +38,11 @@ fn ndjson(root: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
 }
 
 fn ids(files: &BTreeMap<String, Vec<serde_json::Value>>) -> Vec<String> {
-    let mut ids: Vec<String> =
-        files.values().flatten().map(|r| r["event_id"].as_str().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> = files
+        .values()
+        .flatten()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort();
     ids
 }
@@ -64,16 +72,30 @@ async fn acknowledged_events_reach_the_file_sink_minimized_and_once() {
     }
     acked.sort();
     let out = fx.dir.path().join("data/out");
-    wait_until("all events in the file sink", || ids(&ndjson(&out)) == acked);
+    wait_until("all events in the file sink", || {
+        ids(&ndjson(&out)) == acked
+    });
     let files = ndjson(&out);
     // The fixture's fixed clock: 2024-11-22T08:00Z.
-    assert_eq!(files.keys().collect::<Vec<_>>(), ["demo/2024-11-22/08-0.ndjson"]);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["demo/2024-11-22/08-0.ndjson"]
+    );
     for r in files.values().flatten() {
         let id = r["event_id"].as_str().unwrap();
         assert_eq!(r["site"], "demo");
-        assert!(r["customer"]["email_hash"].as_str().unwrap().starts_with("k1:"), "{r}");
+        assert!(
+            r["customer"]["email_hash"]
+                .as_str()
+                .unwrap()
+                .starts_with("k1:"),
+            "{r}"
+        );
         assert_eq!(r["customer"]["age_band"], "35-44");
-        assert_eq!(r["page_url"], "https://shop.example/cart?utm_source=mail", "{id}");
+        assert_eq!(
+            r["page_url"], "https://shop.example/cart?utm_source=mail",
+            "{id}"
+        );
         let text = r.to_string();
         for leak in ["@", "Ann", "127.0.0.1", "frag"] {
             assert!(!text.contains(leak), "{leak} in {text}");
@@ -128,8 +150,13 @@ async fn an_eu_tenant_never_reaches_a_us_sink_in_a_mixed_run() {
         eu.push(e);
         us.push(u);
     }
-    let (out_eu, out_us) = (fx.dir.path().join("data/out-eu"), fx.dir.path().join("data/out-us"));
-    wait_until("both sinks", || ids(&ndjson(&out_eu)) == eu && ids(&ndjson(&out_us)) == us);
+    let (out_eu, out_us) = (
+        fx.dir.path().join("data/out-eu"),
+        fx.dir.path().join("data/out-us"),
+    );
+    wait_until("both sinks", || {
+        ids(&ndjson(&out_eu)) == eu && ids(&ndjson(&out_us)) == us
+    });
     assert!(ndjson(&out_eu).keys().all(|p| p.starts_with("demo/")));
     assert!(ndjson(&out_us).keys().all(|p| p.starts_with("usshop/")));
     running.stop().await.unwrap();

@@ -26,8 +26,8 @@ use crate::keys::KeyRing;
 use crate::spool::{Route, SpoolConfig, SpoolKeys};
 
 pub use sinks::{
-    BatchLimits, ClickHouseConfig, Endpoint, HttpConfig, NatsConfig, RetryPolicy, SinkConfig, SinkKind,
-    TlsClientFiles,
+    BatchLimits, ClickHouseConfig, Endpoint, HttpConfig, NatsConfig, RetryPolicy, SinkConfig,
+    SinkKind, TlsClientFiles,
 };
 
 /// The running configuration. Built whole, then swapped in whole.

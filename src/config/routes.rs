@@ -48,7 +48,10 @@ pub(super) fn routes(
         if names.is_empty() && !sinks.is_empty() {
             errs.push(
                 format!("{at}.sinks"),
-                format!("no sink accepts this tenant's events (region {:?})", region.unwrap_or("none")),
+                format!(
+                    "no sink accepts this tenant's events (region {:?})",
+                    region.unwrap_or("none")
+                ),
             );
         }
         if let Some(tenant) = tenants.get_mut(&t.site) {

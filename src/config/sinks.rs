@@ -38,7 +38,10 @@ pub struct RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
     /// NDJSON files under `dir/<site>/<YYYY-MM-DD>/<HH>-<n>.ndjson`.
-    File { dir: PathBuf, max_file_bytes: u64 },
+    File {
+        dir: PathBuf,
+        max_file_bytes: u64,
+    },
     ClickHouse(ClickHouseConfig),
     Http(HttpConfig),
     Nats(NatsConfig),
@@ -101,17 +104,31 @@ pub struct NatsConfig {
 }
 
 /// Validates every `[[sinks]]` table; relative paths resolve against `base` (files) or `data_dir` (`dir`).
-pub(super) fn sinks(files: &[SinkFile], base: &Path, data_dir: &Path, errs: &mut Errors) -> Vec<SinkConfig> {
+pub(super) fn sinks(
+    files: &[SinkFile],
+    base: &Path,
+    data_dir: &Path,
+    errs: &mut Errors,
+) -> Vec<SinkConfig> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, s) in files.iter().enumerate() {
         let at = format!("sinks[{i}]");
         if !is_token(&s.name) {
-            errs.push(format!("{at}.name"), "must be 1-64 characters of A-Z a-z 0-9 _ -");
+            errs.push(
+                format!("{at}.name"),
+                "must be 1-64 characters of A-Z a-z 0-9 _ -",
+            );
         } else if !names.insert(s.name.as_str()) {
-            errs.push(format!("{at}.name"), format!("duplicate sink name {:?}", s.name));
+            errs.push(
+                format!("{at}.name"),
+                format!("duplicate sink name {:?}", s.name),
+            );
         }
-        let mut v = V { at: &at, errs: &mut *errs };
+        let mut v = V {
+            at: &at,
+            errs: &mut *errs,
+        };
         let batch = BatchLimits {
             events: v.num("batch_events", s.batch_events, 1000, 1, 100_000) as usize,
             bytes: v.num("batch_bytes", s.batch_bytes, 1 << 20, 1024, 64 << 20) as usize,
@@ -121,15 +138,28 @@ pub(super) fn sinks(files: &[SinkFile], base: &Path, data_dir: &Path, errs: &mut
             base: Duration::from_millis(v.num("retry_base_ms", s.retry_base_ms, 100, 1, 60_000)),
             cap: Duration::from_millis(v.num("retry_cap_ms", s.retry_cap_ms, 30_000, 1, 3_600_000)),
         };
-        let timeout = Duration::from_millis(v.num("timeout_ms", s.timeout_ms, 10_000, 100, 600_000));
+        let timeout =
+            Duration::from_millis(v.num("timeout_ms", s.timeout_ms, 10_000, 100, 600_000));
         let region = s.region.clone();
         if let Some(r) = &region {
             if !is_token(r) {
-                v.errs.push(format!("{at}.region"), "must be 1-64 characters of A-Z a-z 0-9 _ -");
+                v.errs.push(
+                    format!("{at}.region"),
+                    "must be 1-64 characters of A-Z a-z 0-9 _ -",
+                );
             }
         }
-        let Some(kind) = kind(s, base, data_dir, &mut v) else { continue };
-        out.push(SinkConfig { name: s.name.clone(), region, kind, batch, retry, timeout });
+        let Some(kind) = kind(s, base, data_dir, &mut v) else {
+            continue;
+        };
+        out.push(SinkConfig {
+            name: s.name.clone(),
+            region,
+            kind,
+            batch,
+            retry,
+            timeout,
+        });
     }
     out
 }
@@ -144,14 +174,20 @@ impl V<'_> {
     fn num(&mut self, field: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
         let v = v.unwrap_or(default);
         if v < min || v > max {
-            self.errs.push(format!("{}.{field}", self.at), format!("{v} is out of range {min}..={max}"));
+            self.errs.push(
+                format!("{}.{field}", self.at),
+                format!("{v} is out of range {min}..={max}"),
+            );
         }
         v
     }
 
     fn required<'s>(&mut self, field: &str, v: &'s Option<String>, kind: &str) -> Option<&'s str> {
         if v.is_none() {
-            self.errs.push(format!("{}.{field}", self.at), format!("required for type {kind:?}"));
+            self.errs.push(
+                format!("{}.{field}", self.at),
+                format!("required for type {kind:?}"),
+            );
         }
         v.as_deref()
     }
@@ -160,7 +196,10 @@ impl V<'_> {
     fn refuse_others(&mut self, s: &SinkFile, allowed: &[&str]) {
         for (field, set) in present(s) {
             if set && !allowed.contains(&field) {
-                self.errs.push(format!("{}.{field}", self.at), format!("does not apply to type {:?}", s.kind));
+                self.errs.push(
+                    format!("{}.{field}", self.at),
+                    format!("does not apply to type {:?}", s.kind),
+                );
             }
         }
     }
@@ -202,7 +241,14 @@ fn kind(s: &SinkFile, base: &Path, data_dir: &Path, v: &mut V<'_>) -> Option<Sin
             })
         }
         "clickhouse" => {
-            v.refuse_others(s, &[&TLS[..], &["database", "table", "user", "password_file", "password_env"]].concat());
+            v.refuse_others(
+                s,
+                &[
+                    &TLS[..],
+                    &["database", "table", "user", "password_file", "password_env"],
+                ]
+                .concat(),
+            );
             let endpoint = endpoint(v, s.url.as_deref(), "clickhouse")?;
             Some(SinkKind::ClickHouse(ClickHouseConfig {
                 tls: tls_files(s, base, v),
@@ -217,7 +263,10 @@ fn kind(s: &SinkFile, base: &Path, data_dir: &Path, v: &mut V<'_>) -> Option<Sin
             v.refuse_others(s, &[&TLS[..], &["token_file", "token_env"]].concat());
             let endpoint = endpoint(v, s.url.as_deref(), "http")?;
             if !endpoint.https && !is_loopback(&endpoint.host) {
-                v.errs.push(format!("{}.url", v.at), "must be https:// (plain http only to a loopback address)");
+                v.errs.push(
+                    format!("{}.url", v.at),
+                    "must be https:// (plain http only to a loopback address)",
+                );
             }
             Some(SinkKind::Http(HttpConfig {
                 tls: tls_files(s, base, v),
@@ -226,15 +275,31 @@ fn kind(s: &SinkFile, base: &Path, data_dir: &Path, v: &mut V<'_>) -> Option<Sin
             }))
         }
         "nats" => {
-            v.refuse_others(s, &["url", "subject", "stream", "create_stream", "replicas", "max_in_flight"]);
+            v.refuse_others(
+                s,
+                &[
+                    "url",
+                    "subject",
+                    "stream",
+                    "create_stream",
+                    "replicas",
+                    "max_in_flight",
+                ],
+            );
             let url = v.required("url", &s.url, "nats")?;
             let Some(server) = url.strip_prefix("nats://").filter(|h| h.contains(':')) else {
-                v.errs.push(format!("{}.url", v.at), format!("{url:?} is not nats://host:port"));
+                v.errs.push(
+                    format!("{}.url", v.at),
+                    format!("{url:?} is not nats://host:port"),
+                );
                 return None;
             };
             Some(SinkKind::Nats(NatsConfig {
                 server: server.trim_end_matches('/').to_owned(),
-                subject: s.subject.clone().unwrap_or_else(|| "tollgate.events".into()),
+                subject: s
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| "tollgate.events".into()),
                 stream: ident(v, "stream", s.stream.as_deref().unwrap_or("TOLLGATE")),
                 create_stream: s.create_stream.unwrap_or(false),
                 replicas: v.num("replicas", s.replicas, 1, 1, 5) as usize,
@@ -242,14 +307,20 @@ fn kind(s: &SinkFile, base: &Path, data_dir: &Path, v: &mut V<'_>) -> Option<Sin
             }))
         }
         other => {
-            v.errs.push(format!("{}.type", v.at), format!("{other:?} is not one of \"file\", \"clickhouse\", \"http\", \"nats\""));
+            v.errs.push(
+                format!("{}.type", v.at),
+                format!("{other:?} is not one of \"file\", \"clickhouse\", \"http\", \"nats\""),
+            );
             None
         }
     }
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses `http(s)://host[:port][/path]`.
@@ -257,7 +328,10 @@ fn endpoint(v: &mut V<'_>, url: Option<&str>, kind: &str) -> Option<Endpoint> {
     let url = v.required("url", &url.map(str::to_owned), kind)?.to_owned();
     let parsed = parse_endpoint(&url);
     if parsed.is_none() {
-        v.errs.push(format!("{}.url", v.at), format!("{url:?} is not http(s)://host[:port][/path]"));
+        v.errs.push(
+            format!("{}.url", v.at),
+            format!("{url:?} is not http(s)://host[:port][/path]"),
+        );
     }
     parsed
 }
@@ -268,7 +342,9 @@ pub(crate) fn parse_endpoint(url: &str) -> Option<Endpoint> {
         ("http", r) => (false, r),
         _ => return None,
     };
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
         _ => (authority, if https { 443 } else { 80 }),
@@ -277,12 +353,25 @@ pub(crate) fn parse_endpoint(url: &str) -> Option<Endpoint> {
     if host.is_empty() || host.contains('@') {
         return None;
     }
-    Some(Endpoint { https, host: host.to_owned(), port, path: path.to_owned() })
+    Some(Endpoint {
+        https,
+        host: host.to_owned(),
+        port,
+        path: path.to_owned(),
+    })
 }
 
 fn ident(v: &mut V<'_>, field: &str, value: &str) -> String {
-    if value.is_empty() || value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        v.errs.push(format!("{}.{field}", v.at), "must be 1-64 characters of A-Z a-z 0-9 _");
+    if value.is_empty()
+        || value.len() > 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        v.errs.push(
+            format!("{}.{field}", v.at),
+            "must be 1-64 characters of A-Z a-z 0-9 _",
+        );
     }
     value.to_owned()
 }
@@ -292,26 +381,47 @@ fn tls_files(s: &SinkFile, base: &Path, v: &mut V<'_>) -> TlsClientFiles {
         (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
         (None, None) => None,
         _ => {
-            v.errs.push(format!("{}.client_cert", v.at), "set both client_cert and client_key, or neither");
+            v.errs.push(
+                format!("{}.client_cert", v.at),
+                "set both client_cert and client_key, or neither",
+            );
             None
         }
     };
-    let files = TlsClientFiles { ca_file: s.ca_file.as_ref().map(|f| base.join(f)), client_cert };
-    for path in files.ca_file.iter().chain(files.client_cert.iter().flat_map(|(c, k)| [c, k])) {
+    let files = TlsClientFiles {
+        ca_file: s.ca_file.as_ref().map(|f| base.join(f)),
+        client_cert,
+    };
+    for path in files
+        .ca_file
+        .iter()
+        .chain(files.client_cert.iter().flat_map(|(c, k)| [c, k]))
+    {
         if let Err(e) = std::fs::metadata(path) {
-            v.errs.push(v.at.to_string(), format!("cannot read {}: {e}", path.display()));
+            v.errs.push(
+                v.at.to_string(),
+                format!("cannot read {}: {e}", path.display()),
+            );
         }
     }
     files
 }
 
 /// A secret from a file or an environment variable (at most one of the two).
-fn secret(v: &mut V<'_>, what: &str, file: &Option<String>, env: &Option<String>, base: &Path) -> Option<Secret> {
+fn secret(
+    v: &mut V<'_>,
+    what: &str,
+    file: &Option<String>,
+    env: &Option<String>,
+    base: &Path,
+) -> Option<Secret> {
     let loaded = match (file, env) {
         (None, None) => return None,
         (Some(f), None) => Secret::from_file(&base.join(f)),
         (None, Some(e)) => Secret::from_env(e),
         (Some(_), Some(_)) => Err(format!("set {what}_file or {what}_env, not both")),
     };
-    loaded.map_err(|e| v.errs.push(format!("{}.{what}", v.at), e)).ok()
+    loaded
+        .map_err(|e| v.errs.push(format!("{}.{what}", v.at), e))
+        .ok()
 }

@@ -14,18 +14,30 @@ pub struct BuildError {
 
 impl BuildError {
     pub fn new(cfg: &SinkConfig, message: impl std::fmt::Display) -> Self {
-        Self { sink: cfg.name.clone(), message: message.to_string() }
+        Self {
+            sink: cfg.name.clone(),
+            message: message.to_string(),
+        }
     }
 }
 
 /// Sets up the sink `cfg` describes.
 pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, BuildError> {
     match &cfg.kind {
-        SinkKind::File { dir, max_file_bytes } => {
-            let store = FileStore::open(FileStoreConfig { root: dir.clone(), max_file_bytes: *max_file_bytes })
-                .map_err(|e| BuildError::new(cfg, e))?;
+        SinkKind::File {
+            dir,
+            max_file_bytes,
+        } => {
+            let store = FileStore::open(FileStoreConfig {
+                root: dir.clone(),
+                max_file_bytes: *max_file_bytes,
+            })
+            .map_err(|e| BuildError::new(cfg, e))?;
             Ok(Box::new(super::file::FileSink::new(store)))
         }
-        other => Err(BuildError::new(cfg, format!("type {:?} is not built in yet", other.type_name()))),
+        other => Err(BuildError::new(
+            cfg,
+            format!("type {:?} is not built in yet", other.type_name()),
+        )),
     }
 }

@@ -16,7 +16,9 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(data_dir: &Path, sink: &str) -> Self {
-        Self { dir: data_dir.join("deadletter").join(sink) }
+        Self {
+            dir: data_dir.join("deadletter").join(sink),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -77,12 +79,26 @@ pub struct Replayed {
 
 /// Sends every dead-letter batch of `letters` through `sink`, oldest first; a delivered batch is deleted. A
 /// batch the sink wants retried stops the replay (the downstream is not ready): nothing is lost.
-pub async fn replay(letters: &DeadLetters, keys: &SpoolKeys, sink: &mut dyn Sink) -> Result<Replayed, String> {
+pub async fn replay(
+    letters: &DeadLetters,
+    keys: &SpoolKeys,
+    sink: &mut dyn Sink,
+) -> Result<Replayed, String> {
     let mut done = Replayed::default();
     for seg in letters.list().map_err(|e| e.to_string())? {
         let records = spool::read_records(&seg, keys).map_err(|e| e.to_string())?;
-        let id = seg.file_stem().and_then(|s| s.to_str()).unwrap_or("replay").to_owned();
-        match sink.send(SinkBatch { id: &id, records: &records }).await {
+        let id = seg
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("replay")
+            .to_owned();
+        match sink
+            .send(SinkBatch {
+                id: &id,
+                records: &records,
+            })
+            .await
+        {
             Ok(()) => {
                 std::fs::remove_file(&seg).map_err(|e| e.to_string())?;
                 let _ = std::fs::remove_file(seg.with_extension("json"));
@@ -93,7 +109,9 @@ pub async fn replay(letters: &DeadLetters, keys: &SpoolKeys, sink: &mut dyn Sink
                 tracing::warn!(batch = %id, reason = reason.label(), "deadletter replay: still refused, kept");
                 done.refused += 1;
             }
-            Err(e @ SendError::Retry { .. }) => return Err(format!("batch {id}: {e}; stopped, nothing lost")),
+            Err(e @ SendError::Retry { .. }) => {
+                return Err(format!("batch {id}: {e}; stopped, nothing lost"))
+            }
         }
     }
     Ok(done)

@@ -35,7 +35,12 @@ impl Delivery {
     /// Runs until `stop` turns true; a batch in hand is abandoned at stop (it is still in the spool).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         while let Some(batch) = self.next(&mut stop).await {
-            let id = format!("{}-{:x}-{:x}", self.cfg.name, batch.start().seg, batch.start().offset);
+            let id = format!(
+                "{}-{:x}-{:x}",
+                self.cfg.name,
+                batch.start().seg,
+                batch.start().offset
+            );
             self.lag(&batch);
             if !self.deliver(&id, &batch, &mut stop).await {
                 break;
@@ -71,7 +76,10 @@ impl Delivery {
         };
         let deadline = Instant::now() + limits.max_age;
         while batch.records.len() < limits.events && payload_bytes(&batch) < limits.bytes {
-            let room = (limits.events - batch.records.len(), limits.bytes - payload_bytes(&batch));
+            let room = (
+                limits.events - batch.records.len(),
+                limits.bytes - payload_bytes(&batch),
+            );
             let more = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return None,
@@ -93,16 +101,29 @@ impl Delivery {
         }
         let mut failures = 0u32;
         loop {
-            self.metrics.circuit(if failures >= OPEN_AFTER { Circuit::HalfOpen } else { Circuit::Closed });
+            self.metrics.circuit(if failures >= OPEN_AFTER {
+                Circuit::HalfOpen
+            } else {
+                Circuit::Closed
+            });
             let sent = tokio::time::timeout(
                 self.cfg.timeout,
-                self.sink.send(SinkBatch { id, records: &batch.records }),
+                self.sink.send(SinkBatch {
+                    id,
+                    records: &batch.records,
+                }),
             )
             .await
-            .unwrap_or_else(|_| Err(SendError::retry(super::RetryReason::Timeout, "no answer within timeout_ms")));
+            .unwrap_or_else(|_| {
+                Err(SendError::retry(
+                    super::RetryReason::Timeout,
+                    "no answer within timeout_ms",
+                ))
+            });
             match sent {
                 Ok(()) => {
-                    self.metrics.stored(batch.records.len(), self.clock.now_ms());
+                    self.metrics
+                        .stored(batch.records.len(), self.clock.now_ms());
                     self.metrics.circuit(Circuit::Closed);
                     return true;
                 }
@@ -115,7 +136,11 @@ impl Delivery {
                     }
                     failures += 1;
                 }
-                Err(SendError::Retry { reason, after, detail }) => {
+                Err(SendError::Retry {
+                    reason,
+                    after,
+                    detail,
+                }) => {
                     self.metrics.retries[reason as usize].inc();
                     failures += 1;
                     let wait = after.unwrap_or_else(|| backoff(self.cfg.retry, failures));
@@ -137,7 +162,10 @@ impl Delivery {
             tracing::error!(sink = %self.cfg.name, "sink: no spool key to seal dead letters; retrying instead");
             return false;
         };
-        match self.dead.store(&keys, id, &batch.records, reason, self.clock.now_ms()) {
+        match self
+            .dead
+            .store(&keys, id, &batch.records, reason, self.clock.now_ms())
+        {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(sink = %self.cfg.name, error = %e, "sink: cannot write a dead letter; retrying");
@@ -151,7 +179,9 @@ impl Delivery {
             let secs = (self.clock.now_ms() - oldest).max(0) / 1000;
             self.metrics.lag_seconds.set(secs);
         }
-        self.metrics.lag_events.set(i64::try_from(self.reader.lag_records()).unwrap_or(i64::MAX));
+        self.metrics
+            .lag_events
+            .set(i64::try_from(self.reader.lag_records()).unwrap_or(i64::MAX));
     }
 }
 
@@ -193,12 +223,21 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let policy = RetryPolicy { base: Duration::from_millis(100), cap: Duration::from_secs(30) };
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(30),
+        };
         for attempt in 1..40 {
-            let ceiling = policy.base.saturating_mul(1u32 << (attempt - 1).min(20)).min(policy.cap);
+            let ceiling = policy
+                .base
+                .saturating_mul(1u32 << (attempt - 1).min(20))
+                .min(policy.cap);
             let samples: Vec<_> = (0..50).map(|_| backoff(policy, attempt)).collect();
             assert!(samples.iter().all(|d| *d <= ceiling), "attempt {attempt}");
-            assert!(samples.windows(2).any(|w| w[0] != w[1]), "jitter at attempt {attempt}");
+            assert!(
+                samples.windows(2).any(|w| w[0] != w[1]),
+                "jitter at attempt {attempt}"
+            );
         }
     }
 }

@@ -27,25 +27,54 @@ pub struct SinkMetrics {
 
 impl SinkMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let counter = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
             let g = IntGaugeVec::new(Opts::new(name, help), &["sink"])?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
         Ok(Self {
-            events: counter("tollgate_sink_events_total", "Events a sink stored.", &["sink"])?,
-            batches: counter("tollgate_sink_batches_total", "Batches a sink stored.", &["sink"])?,
-            retries: counter("tollgate_sink_retries_total", "Batch attempts that will be retried, by reason.", &["sink", "reason"])?,
-            dead_letters: counter("tollgate_sink_dead_letters_total", "Batches refused for good and dead-lettered, by reason.", &["sink", "reason"])?,
-            last_success: gauge("tollgate_sink_last_success_timestamp_seconds", "Wall time of the sink's last stored batch.")?,
-            circuit: gauge("tollgate_sink_circuit_state", "0 closed, 1 open (backing off), 2 half-open.")?,
-            lag_seconds: gauge("tollgate_sink_lag_seconds", "Age of the oldest event in the batch the sink is delivering.")?,
-            lag_events: gauge("tollgate_sink_lag_events", "Events in the spool the sink has not delivered yet.")?,
+            events: counter(
+                "tollgate_sink_events_total",
+                "Events a sink stored.",
+                &["sink"],
+            )?,
+            batches: counter(
+                "tollgate_sink_batches_total",
+                "Batches a sink stored.",
+                &["sink"],
+            )?,
+            retries: counter(
+                "tollgate_sink_retries_total",
+                "Batch attempts that will be retried, by reason.",
+                &["sink", "reason"],
+            )?,
+            dead_letters: counter(
+                "tollgate_sink_dead_letters_total",
+                "Batches refused for good and dead-lettered, by reason.",
+                &["sink", "reason"],
+            )?,
+            last_success: gauge(
+                "tollgate_sink_last_success_timestamp_seconds",
+                "Wall time of the sink's last stored batch.",
+            )?,
+            circuit: gauge(
+                "tollgate_sink_circuit_state",
+                "0 closed, 1 open (backing off), 2 half-open.",
+            )?,
+            lag_seconds: gauge(
+                "tollgate_sink_lag_seconds",
+                "Age of the oldest event in the batch the sink is delivering.",
+            )?,
+            lag_events: gauge(
+                "tollgate_sink_lag_events",
+                "Events in the spool the sink has not delivered yet.",
+            )?,
         })
     }
 
@@ -55,7 +84,8 @@ impl SinkMetrics {
             events: self.events.with_label_values(&[name]),
             batches: self.batches.with_label_values(&[name]),
             retries: RetryReason::ALL.map(|r| self.retries.with_label_values(&[name, r.label()])),
-            dead_letters: DeadReason::ALL.map(|r| self.dead_letters.with_label_values(&[name, r.label()])),
+            dead_letters: DeadReason::ALL
+                .map(|r| self.dead_letters.with_label_values(&[name, r.label()])),
             last_success: self.last_success.with_label_values(&[name]),
             circuit: self.circuit.with_label_values(&[name]),
             lag_seconds: self.lag_seconds.with_label_values(&[name]),

@@ -29,7 +29,13 @@ pub enum DeadReason {
 }
 
 impl RetryReason {
-    pub const ALL: [RetryReason; 5] = [Self::Connect, Self::Timeout, Self::Server, Self::Throttled, Self::Io];
+    pub const ALL: [RetryReason; 5] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Server,
+        Self::Throttled,
+        Self::Io,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -70,26 +76,53 @@ pub enum SendError {
 
 impl SendError {
     pub fn retry(reason: RetryReason, detail: impl Into<String>) -> Self {
-        Self::Retry { reason, after: None, detail: detail.into() }
+        Self::Retry {
+            reason,
+            after: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn dead(reason: DeadReason, detail: impl Into<String>) -> Self {
-        Self::Dead { reason, detail: detail.into() }
+        Self::Dead {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
 /// Classifies an HTTP answer: 2xx is done, 408 / 429 / 5xx are retried (`Retry-After` in seconds honoured,
 /// at most `cap`), any other status is dead-lettered.
-pub fn classify_http(status: u16, retry_after: Option<&str>, cap: Duration, detail: &str) -> Result<(), SendError> {
+pub fn classify_http(
+    status: u16,
+    retry_after: Option<&str>,
+    cap: Duration,
+    detail: &str,
+) -> Result<(), SendError> {
     let after = retry_after
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(cap));
     match status {
         200..=299 => Ok(()),
-        429 | 503 => Err(SendError::Retry { reason: RetryReason::Throttled, after, detail: format!("{status} {detail}") }),
-        408 => Err(SendError::Retry { reason: RetryReason::Timeout, after, detail: format!("{status} {detail}") }),
-        500..=599 => Err(SendError::Retry { reason: RetryReason::Server, after, detail: format!("{status} {detail}") }),
-        _ => Err(SendError::dead(DeadReason::Refused, format!("{status} {detail}"))),
+        429 | 503 => Err(SendError::Retry {
+            reason: RetryReason::Throttled,
+            after,
+            detail: format!("{status} {detail}"),
+        }),
+        408 => Err(SendError::Retry {
+            reason: RetryReason::Timeout,
+            after,
+            detail: format!("{status} {detail}"),
+        }),
+        500..=599 => Err(SendError::Retry {
+            reason: RetryReason::Server,
+            after,
+            detail: format!("{status} {detail}"),
+        }),
+        _ => Err(SendError::dead(
+            DeadReason::Refused,
+            format!("{status} {detail}"),
+        )),
     }
 }
 
@@ -110,7 +143,8 @@ mod tests {
     #[test]
     fn http_statuses_are_classified_in_one_table() {
         let cap = Duration::from_secs(60);
-        let retry = |r| move |e: &SendError| matches!(e, SendError::Retry { reason, .. } if *reason == r);
+        let retry =
+            |r| move |e: &SendError| matches!(e, SendError::Retry { reason, .. } if *reason == r);
         for (status, after, check) in [
             (200u16, None, None),
             (204, None, None),
@@ -129,19 +163,33 @@ mod tests {
         for status in [400u16, 401, 403, 404, 413, 422] {
             assert!(matches!(
                 classify_http(status, None, cap, "x"),
-                Err(SendError::Dead { reason: DeadReason::Refused, .. })
+                Err(SendError::Dead {
+                    reason: DeadReason::Refused,
+                    ..
+                })
             ));
         }
-        let Err(SendError::Retry { after, .. }) = classify_http(429, Some("7"), cap, "x") else { panic!() };
+        let Err(SendError::Retry { after, .. }) = classify_http(429, Some("7"), cap, "x") else {
+            panic!()
+        };
         assert_eq!(after, Some(Duration::from_secs(7)));
-        let Err(SendError::Retry { after, .. }) = classify_http(429, Some("100000"), cap, "x") else { panic!() };
+        let Err(SendError::Retry { after, .. }) = classify_http(429, Some("100000"), cap, "x")
+        else {
+            panic!()
+        };
         assert_eq!(after, Some(cap), "Retry-After is capped");
     }
 
     #[test]
     fn io_errors_retry_unless_the_batch_is_unacceptable() {
         use std::io::{Error, ErrorKind};
-        assert!(matches!(classify_io(&Error::from(ErrorKind::StorageFull)), SendError::Retry { .. }));
-        assert!(matches!(classify_io(&Error::from(ErrorKind::InvalidInput)), SendError::Dead { .. }));
+        assert!(matches!(
+            classify_io(&Error::from(ErrorKind::StorageFull)),
+            SendError::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_io(&Error::from(ErrorKind::InvalidInput)),
+            SendError::Dead { .. }
+        ));
     }
 }

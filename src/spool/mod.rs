@@ -218,7 +218,14 @@ impl Spool {
             reclaim: Notify::new(),
             keys: ArcSwap::from_pointee(keys),
             metrics,
-            seg_records: Mutex::new(recovered.sealed.iter().map(|(n, s)| (*n, s.records)).collect()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            seg_records: Mutex::new(
+                recovered
+                    .sealed
+                    .iter()
+                    .map(|(n, s)| (*n, s.records))
+                    .collect(),
+            ),
         });
         let limits = writer::Limits {
             segment_bytes: cfg.segment_bytes,
@@ -336,7 +343,14 @@ pub fn frame_for_bench(events: &[MinimizedEvent], keys: Option<&SpoolKeys>, out:
     let mut body = Vec::new();
     for (seq, e) in events.iter().enumerate() {
         body.clear();
-        record::encode_into(&mut body, e.site(), e.event_id(), e.received_ms(), &Route::All, e.record());
+        record::encode_into(
+            &mut body,
+            e.site(),
+            e.event_id(),
+            e.received_ms(),
+            &Route::All,
+            e.record(),
+        );
         let tag = if seal.is_some() { cipher::TAG_LEN } else { 0 };
         let header = segment::frame_header(body.len() + tag, seq as u64);
         if let Some(c) = &seal {

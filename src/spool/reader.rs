@@ -90,7 +90,13 @@ impl Reader {
     pub fn lag_records(&self) -> u64 {
         let m = self.shared.seg_records.lock().expect("segment table lock");
         m.range(self.pos.seg..)
-            .map(|(&seg, &n)| if seg == self.pos.seg { n.saturating_sub(self.next_seq) } else { n })
+            .map(|(&seg, &n)| {
+                if seg == self.pos.seg {
+                    n.saturating_sub(self.next_seq)
+                } else {
+                    n
+                }
+            })
             .sum()
     }
 
@@ -109,6 +115,13 @@ impl Reader {
             if let Some(b) = self.try_batch(max_records, max_bytes)? {
                 return Ok(b);
             }
+            if self
+                .shared
+                .closed
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Err(SpoolError::Closed);
+            }
             self.committed
                 .changed()
                 .await
@@ -123,6 +136,7 @@ impl Reader {
         max_bytes: usize,
     ) -> Result<Option<Batch>, SpoolError> {
         let max_records = max_records.max(1);
+        let max_bytes = max_bytes.max(1);
         loop {
             let committed = *self.committed.borrow_and_update();
             if self.pos.offset < DATA_START {

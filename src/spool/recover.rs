@@ -14,7 +14,7 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use super::cipher::SpoolKeys;
-use super::scan::{self, SegmentScan};
+use super::scan::{self, Damage, DamageKind, SegmentScan};
 use super::segment::{self, HeaderError};
 use super::space::SegInfo;
 use super::{fsutil, Recovery, SpoolError, SpoolMetrics};
@@ -106,7 +106,18 @@ fn apply(
     report: &mut Recovery,
 ) -> Result<u64, SpoolError> {
     let mut cut_at = scan.torn_tail;
-    for d in &scan.damage {
+    let mut damage = scan.damage.clone();
+    // Only the last segment can have been cut by a crash (recovery trimmed every earlier one when it was
+    // last): in a sealed segment, a frame that runs past the end is damage (a bad length field).
+    if let (Some(at), false) = (scan.torn_tail, is_last) {
+        damage.push(Damage {
+            start: at,
+            end: scan.len,
+            lost: 1,
+            kind: DamageKind::Frame,
+        });
+    }
+    for d in &damage {
         tracing::error!(
             segment = %path.display(),
             start = d.start,

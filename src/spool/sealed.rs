@@ -12,16 +12,31 @@ use super::{fsutil, SpoolError};
 
 /// Writes `records` to a new file at `path` (0600), encrypted under the active key, and fsyncs it and its
 /// directory. Fails if `path` exists.
-pub fn write_records(path: &Path, keys: &SpoolKeys, records: &[StoredRecord]) -> Result<(), SpoolError> {
+pub fn write_records(
+    path: &Path,
+    keys: &SpoolKeys,
+    records: &[StoredRecord],
+) -> Result<(), SpoolError> {
     let key = keys.active();
     let salt = cipher::new_salt();
-    let header = SegmentHeader { seg_no: 0, key_id: Some(key.id().to_owned()), salt };
+    let header = SegmentHeader {
+        seg_no: 0,
+        key_id: Some(key.id().to_owned()),
+        salt,
+    };
     let seal = key.for_segment(&salt, 0);
     let mut out = header.encode();
     let mut body = Vec::new();
     for (seq, r) in records.iter().enumerate() {
         body.clear();
-        record::encode_into(&mut body, &r.site, &r.event_id, r.received_ms, &r.route, &r.payload);
+        record::encode_into(
+            &mut body,
+            &r.site,
+            &r.event_id,
+            r.received_ms,
+            &r.route,
+            &r.payload,
+        );
         let frame = segment::frame_header(body.len() + cipher::TAG_LEN, seq as u64);
         seal.seal(seq as u64, segment::aad(&frame), &mut body);
         segment::finish_frame(&mut out, frame, &body);

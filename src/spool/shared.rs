@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub reclaim: Notify,
     pub keys: ArcSwap<Option<SpoolKeys>>,
     pub metrics: Arc<SpoolMetrics>,
+    /// Set by the writer thread when it ends: readers that caught up get `Closed` instead of waiting.
+    pub closed: std::sync::atomic::AtomicBool,
     /// Records per live segment (synced ones only), for consumer lag.
     pub seg_records: Mutex<BTreeMap<u64, u64>>,
 }

@@ -115,26 +115,53 @@ impl Space {
     pub(crate) fn expire(&mut self, shared: &Shared, cutoff_ms: i64) {
         let slowest = shared.slowest();
         while let Some((&n, &info)) = self.segments.first_key_value() {
-            if n == self.active || info.newest_ms >= cutoff_ms || !self.delete(shared, n) {
+            if n == self.active || info.newest_ms >= cutoff_ms {
                 return;
             }
-            let unread = match &slowest {
-                Some((p, names)) if p.seg < n || (p.seg == n && p.offset < info.bytes) => {
-                    names.clone()
-                }
-                _ => Vec::new(),
+            let (unread, lost) = match &slowest {
+                Some((p, names)) if p.seg < n => (names.clone(), info.records),
+                Some((p, names)) if p.seg == n && p.offset < info.bytes => (
+                    names.clone(),
+                    info.records.min(self.unread_in(shared, n, p.offset)),
+                ),
+                _ => (Vec::new(), 0),
             };
-            if info.records > 0 && !unread.is_empty() {
+            if !self.delete(shared, n) {
+                return;
+            }
+            if lost > 0 {
                 tracing::warn!(
                     segment = n,
-                    records = info.records,
+                    records = lost,
                     consumers_behind = ?unread,
-                    "spool: expired a segment past max_age before every consumer read it"
+                    "spool: expired records past max_age before every consumer read them"
                 );
-                shared.metrics.expired_records.inc_by(info.records);
+                shared.metrics.expired_records.inc_by(lost);
             }
             shared.metrics.segments_deleted.inc();
         }
+    }
+
+    /// Intact frames of segment `n` from `offset` on (read before the segment is deleted).
+    fn unread_in(&self, shared: &Shared, n: u64, offset: u64) -> u64 {
+        let path = shared.dir.join(segment::segment_name(n));
+        let Ok(data) = std::fs::read(&path) else {
+            return self.segments.get(&n).map_or(0, |s| s.records);
+        };
+        let (mut pos, mut count) = (offset as usize, 0);
+        while pos < data.len() {
+            match segment::parse_at(&data, pos) {
+                segment::Parse::Frame(f) => {
+                    count += 1;
+                    pos = f.end;
+                }
+                _ => match segment::resync(&data, pos + 1) {
+                    Some(next) => pos = next,
+                    None => break,
+                },
+            }
+        }
+        count
     }
 
     fn delete(&mut self, shared: &Shared, n: u64) -> bool {

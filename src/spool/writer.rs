@@ -67,7 +67,7 @@ pub(crate) fn spawn(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
-    let log = ActiveLog::open(shared, space, next_seg, limits, clock)?;
+    let log = ActiveLog::open(shared.clone(), space, next_seg, limits, clock)?;
     let (shutdown, shutdown_rx) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     let inbox = Inbox {
@@ -79,6 +79,10 @@ pub(crate) fn spawn(
         .name("tollgate-spool".into())
         .spawn(move || {
             let result = runtime.block_on(run(inbox, log, limits));
+            shared
+                .closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            shared.committed.send_modify(|_| {});
             let _ = done_tx.send(result);
         })?;
     Ok(WriterThread {
@@ -317,13 +321,16 @@ impl ActiveLog {
         while result.is_ok() {
             let Some(p) = queue.next() else { break };
             let size = p.disk_len();
-            if !self.fits(buf.len() as u64 + size) {
+            let in_segment = self.space.active_len() - segment::DATA_START + buf.len() as u64;
+            let rotates = in_segment > 0 && in_segment + size > self.limits.segment_bytes;
+            // A rotation adds the next segment's header: it counts against max_bytes too.
+            let header = if rotates { segment::DATA_START } else { 0 };
+            if !self.fits(buf.len() as u64 + size + header) {
                 self.shared.metrics.full.inc();
                 let _ = p.reply.send(Err(SpoolError::Full));
                 continue;
             }
-            let in_segment = self.space.active_len() - segment::DATA_START + buf.len() as u64;
-            if in_segment > 0 && in_segment + size > self.limits.segment_bytes {
+            if rotates {
                 result = self.flush(&mut buf).and_then(|()| self.rotate());
             }
             if result.is_ok() {
@@ -415,7 +422,8 @@ impl ActiveLog {
         let m = &self.shared.metrics;
         m.commit_seconds.observe(started.elapsed().as_secs_f64());
         let records = self.space.synced(buf.len() as u64);
-        self.shared.set_seg_records(self.space.active(), Some(records));
+        self.shared
+            .set_seg_records(self.space.active(), Some(records));
         buf.clear();
         m.commits.inc();
         self.space.publish_bytes(m);

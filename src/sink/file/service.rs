@@ -19,19 +19,28 @@ impl Sink for FileSink {
     fn send<'a>(&'a mut self, batch: SinkBatch<'a>) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             let Some(mut store) = self.store.take() else {
-                return Err(SendError::retry(crate::sink::RetryReason::Io, "file store lost after a panic"));
+                return Err(SendError::retry(
+                    crate::sink::RetryReason::Io,
+                    "file store lost after a panic",
+                ));
             };
             let owned = batch.records.to_vec();
             let joined = tokio::task::spawn_blocking(move || {
                 let records: Vec<Record<'_>> = owned
                     .iter()
-                    .map(|r| Record { site: &r.site, event_id: &r.event_id, received_ms: r.received_ms, payload: &r.payload })
+                    .map(|r| Record {
+                        site: &r.site,
+                        event_id: &r.event_id,
+                        received_ms: r.received_ms,
+                        payload: &r.payload,
+                    })
                     .collect();
                 let result = store.write_batch(&records).map(|_| ());
                 (store, result)
             })
             .await;
-            let (store, result) = joined.map_err(|e| SendError::retry(crate::sink::RetryReason::Io, e.to_string()))?;
+            let (store, result) = joined
+                .map_err(|e| SendError::retry(crate::sink::RetryReason::Io, e.to_string()))?;
             self.store = Some(store);
             result.map_err(|e| classify_io(&e))
         })

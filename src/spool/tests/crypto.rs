@@ -1,5 +1,6 @@
 //! Encryption at rest: nothing readable in any file the spool writes (segments, cursors, quarantine), keys
-//! that rotate by restart or reload, private file modes, and the plaintext mode benchmarks use.
+//! that rotate by restart or reload, segments under a missing or wrong key refused by name, private file
+//! modes, and the plaintext mode benchmarks use.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -259,4 +260,36 @@ async fn plaintext_mode_round_trips() {
     assert_eq!((recovery.records, recovery.corrupt_records), (5, 0));
     close(writer).await;
     assert_eq!(payloads(None), records(&events));
+}
+
+#[tokio::test]
+async fn segments_under_a_missing_or_wrong_key_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = evs(0..4);
+    let (spool, writer, _, _) = open(config(dir.path()));
+    append_each(&spool, &events).await;
+    close(writer).await;
+    let seg = segment_paths(dir.path())[0].clone();
+    let named = |msg: String| msg.contains("\"s1\"") && msg.contains(&*seg.to_string_lossy());
+
+    let err = try_open(config(dir.path()), Some(key_ring(&[("s2", 2)], "s2"))).unwrap_err();
+    assert!(named(err.to_string()), "{err}");
+    let SpoolError::UnknownKey { key_id, segment } = err else {
+        panic!("expected UnknownKey, got {err:?}");
+    };
+    assert_eq!((key_id.as_str(), &segment), ("s1", &seg));
+
+    let err = try_open(config(dir.path()), Some(key_ring(&[("s1", 9)], "s1"))).unwrap_err();
+    assert!(named(err.to_string()), "{err}");
+    let SpoolError::WrongKey { key_id, segment } = err else {
+        panic!("expected WrongKey, got {err:?}");
+    };
+    assert_eq!((key_id.as_str(), &segment), ("s1", &seg));
+
+    // Refusing changed nothing: the right key still opens everything.
+    assert_eq!(segment_paths(dir.path()), [seg]);
+    let (_, writer, recovery, _) = open(config(dir.path()));
+    assert_eq!((recovery.records, recovery.corrupt_records), (4, 0));
+    close(writer).await;
+    assert_eq!(stored(dir.path()), records(&events));
 }

@@ -1,25 +1,22 @@
 //! Damage: what a flipped byte, a bad length, a zeroed block, a torn tail or a broken header costs, as seen
-//! by `verify`, recovery and `read_all`; the property "damage costs at most the damaged record"; keys that
-//! do not fit the segments.
+//! by `verify`, recovery and `read_all`; and the property "damage costs at most the damaged record", over
+//! every byte of a small spool and random bytes of a larger one.
 
 use std::fs;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
+use tokio::runtime::Runtime;
 
 use super::*;
 
-/// A config whose segments hold `per_segment` test events each.
-fn small(dir: &Path, per_segment: u64) -> SpoolConfig {
-    SpoolConfig {
-        segment_bytes: per_segment * frame(),
-        ..config(dir)
-    }
-}
-
 /// Writes `events`, one append each, into segments of `per_segment` records, and closes the spool.
 async fn write_spool(dir: &Path, events: &[MinimizedEvent], per_segment: u64) {
-    let (spool, writer, _, _) = open(small(dir, per_segment));
+    let segment_bytes = per_segment * frame();
+    let (spool, writer, _, _) = open(SpoolConfig {
+        segment_bytes,
+        ..config(dir)
+    });
     append_each(&spool, events).await;
     close(writer).await;
 }
@@ -32,16 +29,18 @@ async fn reopen(dir: &Path) -> (Recovery, u64) {
 }
 
 /// Segment path and frame start of record `k` of a spool written by [`write_spool`].
-fn locate(dir: &Path, k: u64, per_segment: u64) -> (PathBuf, u64) {
+fn locate(dir: &Path, k: usize, per_segment: u64) -> (PathBuf, u64) {
+    let k = k as u64;
     let path = segment_paths(dir)[(k / per_segment) as usize].clone();
     (path, DATA_START + (k % per_segment) * frame())
 }
 
-/// Rewrites the bytes of `path` from `at` on with `f`.
-fn patch(path: &Path, at: u64, f: impl FnOnce(&mut [u8])) {
+/// Rewrites the bytes of `path` from `at` on with `f`; returns the new contents.
+fn patch(path: &Path, at: u64, f: impl FnOnce(&mut [u8])) -> Vec<u8> {
     let mut data = fs::read(path).unwrap();
     f(&mut data[at as usize..]);
-    fs::write(path, data).unwrap();
+    fs::write(path, &data).unwrap();
+    data
 }
 
 /// Names of the files in `<dir>/quarantine`, sorted (none if it does not exist).
@@ -62,31 +61,90 @@ fn quarantine_name(seg_no: u64, start: u64) -> String {
 
 /// The payloads of `events` but those at the indices in `lost`.
 fn without(events: &[MinimizedEvent], lost: &[usize]) -> Vec<Vec<u8>> {
-    let kept: Vec<_> = (0..events.len())
-        .filter(|i| !lost.contains(i))
-        .map(|i| events[i].clone())
-        .collect();
-    records(&kept)
+    let kept = events.iter().enumerate().filter(|(i, _)| !lost.contains(i));
+    records(&kept.map(|(_, e)| e.clone()).collect::<Vec<_>>())
 }
 
-/// Asserts that segment `idx` of `dir` has exactly one damaged region, `start..end` costing one record, and
-/// that every other segment is clean.
-fn assert_one_damage(dir: &Path, idx: usize, start: u64, end: u64) {
+/// What damage cost, seen from outside: compared whole against what it should have cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    /// What `verify` said before recovery.
+    verify_clean: bool,
+    /// Indices of the events no longer stored, and whether the rest kept their order.
+    lost: Vec<usize>,
+    in_order: bool,
+    /// Recovery's corrupt records, the metric, and recovery's torn tails.
+    counted: (u64, u64, u64),
+    quarantined: Vec<String>,
+    /// The damaged segment after recovery: its length, and whether it is a prefix of the damaged bytes.
+    len: u64,
+    prefix_intact: bool,
+}
+
+impl Outcome {
+    /// Verifies, recovers and reads `dir`, whose segment `path` was damaged into `damaged`.
+    async fn of(dir: &Path, events: &[MinimizedEvent], path: &Path, damaged: &[u8]) -> Outcome {
+        let verify_clean = verify(dir, Some(&keys())).unwrap().is_clean();
+        let (rec, metric) = reopen(dir).await;
+        let (all, back) = (records(events), stored(dir));
+        let lost: Vec<usize> = (0..all.len())
+            .filter(|&i| !back.contains(&all[i]))
+            .collect();
+        let after = fs::read(path).unwrap_or_default();
+        Outcome {
+            verify_clean,
+            in_order: back == without(events, &lost),
+            lost,
+            counted: (rec.corrupt_records, metric, rec.torn_tails),
+            quarantined: quarantined(dir),
+            len: after.len() as u64,
+            prefix_intact: damaged.starts_with(&after),
+        }
+    }
+
+    /// Nothing lost, nothing counted; the damaged segment, `len` bytes, left as it is.
+    fn intact(len: u64) -> Outcome {
+        Outcome {
+            verify_clean: true,
+            lost: vec![],
+            in_order: true,
+            counted: (0, 0, 0),
+            quarantined: vec![],
+            len,
+            prefix_intact: true,
+        }
+    }
+
+    /// Record `k` (its frame at `start` of segment `seg_no`) lost, counted once and quarantined; the
+    /// segment, `len` bytes, left as it is.
+    fn lost_one(k: usize, seg_no: u64, start: u64, len: u64) -> Outcome {
+        let mut o = Outcome::intact(len);
+        (o.verify_clean, o.lost, o.counted) = (false, vec![k], (1, 1, 0));
+        o.quarantined = vec![quarantine_name(seg_no, start)];
+        o
+    }
+}
+
+/// Asserts that segment `idx` of `dir` has exactly one damaged region, `start..start + frame()` costing
+/// one record, and that every other segment is clean.
+fn assert_one_damage(dir: &Path, idx: usize, start: u64) {
     let report = verify(dir, Some(&keys())).unwrap();
     assert!(report.unreadable.is_empty(), "{:?}", report.unreadable);
+    let (end, kind) = (start + frame(), DamageKind::Frame);
+    let one = [Damage {
+        start,
+        end,
+        lost: 1,
+        kind,
+    }];
     for (i, s) in report.segments.iter().enumerate() {
-        let want = if i == idx {
-            vec![Damage {
-                start,
-                end,
-                lost: 1,
-                kind: DamageKind::Frame,
-            }]
-        } else {
-            vec![]
-        };
-        assert_eq!(s.damage, want, "segment {}", s.seg_no);
-        assert_eq!(s.torn_tail, None, "segment {}", s.seg_no);
+        let seen = (&s.damage[..], s.torn_tail);
+        assert_eq!(
+            seen,
+            (&one[..usize::from(i == idx)], None),
+            "segment {}",
+            s.seg_no
+        );
     }
 }
 
@@ -98,86 +156,40 @@ async fn a_flipped_byte_in_a_sealed_segment_costs_that_record_only() {
     assert_eq!(segment_paths(dir.path()).len(), 3);
     let (seg, start) = locate(dir.path(), 4, 3); // the middle record of segment 2
     let pristine = fs::read(&seg).unwrap();
-    patch(&seg, start + 40, |b| b[0] ^= 0x10);
-    let damaged = fs::read(&seg).unwrap();
-    let diff = pristine
-        .iter()
-        .zip(&damaged)
-        .filter(|(a, b)| a != b)
-        .count();
-    assert_eq!(diff, 1);
-    assert_one_damage(dir.path(), 1, start, start + frame());
+    let damaged = patch(&seg, start + 40, |b| b[0] ^= 0x10);
+    let diff = pristine.iter().zip(&damaged).filter(|(a, b)| a != b);
+    assert_eq!(diff.count(), 1);
+    assert_one_damage(dir.path(), 1, start);
 
-    let (recovery, metric) = reopen(dir.path()).await;
-    assert_eq!(recovery.corrupt_records, 1);
-    assert_eq!(metric, 1);
-    assert_eq!((recovery.torn_tails, recovery.truncated_bytes), (0, 0));
-    assert_eq!(recovery.records, 8);
-    assert_eq!(stored(dir.path()), without(&events, &[4]));
-    assert_eq!(quarantined(dir.path()), [quarantine_name(2, start)]);
-    let q = fs::read(
-        dir.path()
-            .join("quarantine")
-            .join(quarantine_name(2, start)),
-    )
-    .unwrap();
-    assert_eq!(q, &damaged[start as usize..(start + frame()) as usize]);
+    // Lost, counted, quarantined; the sealed segment is left as it is (same length, same bytes).
+    let outcome = Outcome::of(dir.path(), &events, &seg, &damaged).await;
     assert_eq!(
-        fs::read(&seg).unwrap(),
-        damaged,
-        "a sealed segment is never rewritten"
+        outcome,
+        Outcome::lost_one(4, 2, start, damaged.len() as u64)
     );
-    // verify is read-only and recovery did not heal anything: the damage is still there.
-    assert_one_damage(dir.path(), 1, start, start + frame());
+    let q = fs::read(dir.path().join("quarantine").join(&outcome.quarantined[0]));
+    assert_eq!(q.unwrap(), damaged[start as usize..][..frame() as usize]);
+    // verify is read-only and recovery healed nothing: the damage is still there.
+    assert_one_damage(dir.path(), 1, start);
 }
 
 #[tokio::test]
 async fn a_damaged_length_costs_that_record_only() {
     let f = frame() as u32;
-    // (record, new length): records 4 and 5 are the middle and the last record of sealed segment 2.
-    let cases = [
-        (4, u32::MAX),
-        (4, 1 << 20), // plausible, but past the end of the segment
-        (4, 5),
-        (4, 0),
-        (4, f - 20 + 1),
-        (5, u32::MAX),
-        (5, 5),
-        (5, 1 << 20),
-        (5, f - 20 + 1),
-    ];
-    for (k, len) in cases {
+    // Too large for any record, plausible but past the end of the segment, too small, zero, one too many.
+    let lengths = [u32::MAX, 1 << 20, 5, 0, f - 19];
+    // Records 4 and 5: the middle and the last record of sealed segment 2.
+    for (k, len) in [4, 5].into_iter().flat_map(|k| lengths.map(|l| (k, l))) {
         let dir = tempfile::tempdir().unwrap();
         let events = evs(0..9);
         write_spool(dir.path(), &events, 3).await;
         let (seg, start) = locate(dir.path(), k, 3);
-        patch(&seg, start + 4, |b| {
+        let damaged = patch(&seg, start + 4, |b| {
             b[..4].copy_from_slice(&len.to_le_bytes())
         });
-        let damaged = fs::read(&seg).unwrap();
-        assert!(
-            !verify(dir.path(), Some(&keys())).unwrap().is_clean(),
-            "record {k}, len {len}"
-        );
-
-        let (recovery, metric) = reopen(dir.path()).await;
-        let case = format!("record {k}, length {len}: {recovery:?}");
-        assert_eq!(
-            stored(dir.path()),
-            without(&events, &[k as usize]),
-            "{case}"
-        );
-        assert_eq!((recovery.corrupt_records, metric), (1, 1), "{case}");
-        assert_eq!(
-            recovery.torn_tails, 0,
-            "{case}: a sealed segment has no torn tail"
-        );
-        assert_eq!(
-            quarantined(dir.path()),
-            [quarantine_name(2, start)],
-            "{case}"
-        );
-        assert_eq!(fs::read(&seg).unwrap(), damaged, "{case}");
+        let outcome = Outcome::of(dir.path(), &events, &seg, &damaged).await;
+        let want = Outcome::lost_one(k, 2, start, damaged.len() as u64);
+        assert_eq!(outcome, want, "record {k}, length {len}");
     }
 }
 
@@ -188,50 +200,34 @@ async fn a_zeroed_block_costs_only_the_records_it_overlaps() {
     write_spool(dir.path(), &events, 1000).await;
     let seg = segment_paths(dir.path())[0].clone();
     let f = frame();
-    let block_start = DATA_START + 20 * f + 37;
-    let block_end = block_start + 4096;
+    let (block_start, block_end) = (DATA_START + 20 * f + 37, DATA_START + 20 * f + 37 + 4096);
     assert!(block_end < DATA_START + 99 * f);
     let pristine = fs::read(&seg).unwrap();
-    patch(&seg, block_start, |b| b[..4096].fill(0));
-    let damaged = fs::read(&seg).unwrap();
+    let damaged = patch(&seg, block_start, |b| b[..4096].fill(0));
 
+    let frame_of = |k: usize| (DATA_START + k as u64 * f, DATA_START + (k as u64 + 1) * f);
     let overlapping: Vec<usize> = (0..100)
-        .filter(|&k| {
-            let start = DATA_START + k as u64 * f;
-            start < block_end && block_start < start + f
-        })
+        .filter(|&k| frame_of(k).0 < block_end && block_start < frame_of(k).1)
         .collect();
     let changed: Vec<usize> = (0..100)
         .filter(|&k| {
-            let r =
-                (DATA_START + k as u64 * f) as usize..(DATA_START + (k as u64 + 1) * f) as usize;
-            pristine[r.clone()] != damaged[r]
+            let (a, b) = frame_of(k);
+            pristine[a as usize..b as usize] != damaged[a as usize..b as usize]
         })
         .collect();
     assert_eq!(changed, overlapping);
 
-    for restart in 0..2 {
-        let (recovery, metric) = reopen(dir.path()).await;
-        assert_eq!(
-            recovery.corrupt_records,
-            overlapping.len() as u64,
-            "restart {restart}"
-        );
-        assert_eq!(metric, overlapping.len() as u64);
-        assert_eq!(recovery.torn_tails, 0);
-        assert_eq!(
-            stored(dir.path()),
-            without(&events, &overlapping),
-            "restart {restart}"
-        );
-        let first = DATA_START + overlapping[0] as u64 * f;
-        assert_eq!(quarantined(dir.path()), [quarantine_name(1, first)]);
-        assert_eq!(
-            fs::read(&seg).unwrap(),
-            damaged,
-            "damage in the middle is never cut"
-        );
-    }
+    let n = overlapping.len() as u64;
+    let first = Outcome::lost_one(0, 1, frame_of(overlapping[0]).0, damaged.len() as u64);
+    let want = Outcome {
+        lost: overlapping.clone(),
+        counted: (n, n, 0),
+        ..first
+    };
+    assert_eq!(Outcome::of(dir.path(), &events, &seg, &damaged).await, want);
+    // Damage in the middle is never cut: a second restart finds (and counts) the same.
+    let again = Outcome::of(dir.path(), &events, &seg, &damaged).await;
+    assert_eq!(again, want, "second restart");
 }
 
 #[tokio::test]
@@ -241,32 +237,23 @@ async fn a_torn_tail_of_the_last_segment_is_cut_at_its_frame() {
     write_spool(dir.path(), &events, 1000).await;
     let seg = segment_paths(dir.path())[0].clone();
     let last = DATA_START + 4 * frame();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(last + 10)
-        .unwrap();
+    let file = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    file.set_len(last + 10).unwrap();
 
-    let (spool, writer, recovery, metrics) = open(config(dir.path()));
-    assert_eq!(
-        recovery,
-        Recovery {
-            segments: 1,
-            records: 4,
-            torn_tails: 1,
-            truncated_bytes: 10,
-            corrupt_records: 0
-        }
+    let (spool, writer, rec, metrics) = open(config(dir.path()));
+    let counted = (
+        rec.records,
+        rec.torn_tails,
+        rec.truncated_bytes,
+        rec.corrupt_records,
     );
-    assert_eq!(
-        (metrics.torn_tails.get(), metrics.corrupt_records.get()),
-        (1, 0)
-    );
+    assert_eq!(counted, (4, 1, 10, 0));
+    let metrics = (metrics.torn_tails.get(), metrics.corrupt_records.get());
+    assert_eq!(metrics, (1, 0));
     assert_eq!(file_len(&seg), last);
     assert_eq!(
         quarantined(dir.path()),
-        Vec::<String>::new(),
+        [""; 0],
         "a torn tail is not damage"
     );
     let more = evs(10..12);
@@ -285,42 +272,40 @@ async fn damaged_headers_cost_the_segment_only_when_both_copies_are_hit() {
         let events = evs(0..9);
         write_spool(dir.path(), &events, 3).await;
         let seg = segment_paths(dir.path())[1].clone();
+        let mut damaged = Vec::new();
         for &c in copies {
-            patch(&seg, c * 128 + 40, |b| b[0] ^= 0x01);
+            damaged = patch(&seg, c * 128 + 40, |b| b[0] ^= 0x01);
         }
-        let (recovery, metric) = reopen(dir.path()).await;
-        if copies.len() == 1 {
-            assert_eq!(
-                (recovery.corrupt_records, metric),
-                (0, 0),
-                "copy {copies:?}"
-            );
-            assert_eq!(stored(dir.path()), records(&events));
-            assert!(quarantined(dir.path()).is_empty());
-            assert!(seg.exists());
-        } else {
-            assert!(recovery.corrupt_records >= 1 && metric == recovery.corrupt_records);
-            assert_eq!(stored(dir.path()), without(&events, &[3, 4, 5]));
-            assert_eq!(
-                quarantined(dir.path()),
-                [format!("seg-{:020}-whole.bin", 2)]
-            );
-            assert!(!seg.exists());
+        let outcome = Outcome::of(dir.path(), &events, &seg, &damaged).await;
+        let mut want = Outcome::intact(damaged.len() as u64);
+        if copies.len() == 2 {
+            // The whole segment is moved away. How many records that counts is not pinned down here: the
+            // records of a segment without a header cannot be read, only guessed from sync markers.
+            let counted = outcome.counted.0;
+            assert!(counted >= 1, "{outcome:?}");
+            want = Outcome {
+                verify_clean: false,
+                lost: vec![3, 4, 5],
+                counted: (counted, counted, 0),
+                quarantined: vec![format!("seg-{:020}-whole.bin", 2)],
+                len: 0,
+                ..want
+            };
+            let whole = dir.path().join("quarantine").join(&want.quarantined[0]);
+            assert_eq!(fs::read(whole).unwrap(), damaged);
         }
-        assert!(
-            verify(dir.path(), Some(&keys())).unwrap().is_clean(),
-            "copy {copies:?}"
-        );
+        assert_eq!(outcome, want, "header copies {copies:?}");
+        assert!(verify(dir.path(), Some(&keys())).unwrap().is_clean());
     }
 }
 
-/// A closed spool whose files single-corruption cases start from.
+/// A closed spool that single-corruption cases copy and damage.
 struct Pristine {
     dir: tempfile::TempDir,
     events: Vec<MinimizedEvent>,
     per_segment: u64,
-    /// (segment number, file name, length) in order.
-    segments: Vec<(u64, String, u64)>,
+    /// File name and length of each segment, in order; segment numbers start at 1.
+    segments: Vec<(String, u64)>,
 }
 
 impl Pristine {
@@ -328,17 +313,9 @@ impl Pristine {
         let dir = tempfile::tempdir().unwrap();
         let events = evs(0..n);
         write_spool(dir.path(), &events, per_segment).await;
-        let segments = segment_paths(dir.path())
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                (
-                    i as u64 + 1,
-                    p.file_name().unwrap().to_str().unwrap().into(),
-                    file_len(p),
-                )
-            })
-            .collect();
+        let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+        let paths = segment_paths(dir.path());
+        let segments = paths.iter().map(|p| (name(p), file_len(p))).collect();
         Pristine {
             dir,
             events,
@@ -348,98 +325,61 @@ impl Pristine {
     }
 
     fn total(&self) -> u64 {
-        self.segments.iter().map(|s| s.2).sum()
+        self.segments.iter().map(|s| s.1).sum()
     }
 
     /// Segment index and offset of byte `at` of all segments laid end to end.
     fn split(&self, mut at: u64) -> (usize, u64) {
         for (i, s) in self.segments.iter().enumerate() {
-            if at < s.2 {
+            if at < s.1 {
                 return (i, at);
             }
-            at -= s.2;
+            at -= s.1;
         }
         panic!("offset past the spool");
     }
 
-    /// XORs byte `at` of segment `idx` with `x` in a copy of the spool, recovers it, and checks that exactly
-    /// the record whose bytes changed is lost (none for a header byte), and that the loss is accounted for.
-    fn check(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        idx: usize,
-        at: u64,
-        x: u8,
-    ) -> Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        for (_, name, _) in &self.segments {
-            fs::copy(self.dir.path().join(name), dir.path().join(name)).unwrap();
+    /// XORs byte `at` of segment `idx` with `x` in a copy of the spool and recovers it: exactly the record
+    /// whose bytes changed is lost (none for a header byte), counted and quarantined — or, for the last
+    /// frame of the last segment only, possibly a torn tail; either way that segment is cut there.
+    fn check(&self, rt: &Runtime, idx: usize, at: u64, x: u8) -> Result<(), String> {
+        // A thousand cases of fsyncs on a disk take half a minute; durability is not what they test.
+        let tmp = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir());
+        let (tmp, seg_no) = (tmp.unwrap(), idx as u64 + 1);
+        for (name, _) in &self.segments {
+            fs::copy(self.dir.path().join(name), tmp.path().join(name)).unwrap();
         }
-        let (seg_no, name, _) = &self.segments[idx];
-        let path = dir.path().join(name);
-        patch(&path, at, |b| b[0] ^= x);
-        let damaged = fs::read(&path).unwrap();
-        let clean_before = verify(dir.path(), Some(&keys())).unwrap().is_clean();
-        let (recovery, metric) = rt.block_on(reopen(dir.path()));
-        let case = format!("segment {seg_no} byte {at} ^ {x:#04x}: {recovery:?}");
-        let check = |ok: bool, what: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("{case}: {what}"))
-            }
-        };
-        check(
-            metric == recovery.corrupt_records,
-            "metric differs from report",
-        )?;
-        if at < DATA_START {
-            check(clean_before, "verify reports a single header copy")?;
-            check(
-                stored(dir.path()) == records(&self.events),
-                "a header byte cost records",
-            )?;
-            check(
-                recovery.corrupt_records + recovery.torn_tails == 0,
-                "header damage counted",
-            )?;
-            return check(
-                quarantined(dir.path()).is_empty(),
-                "header damage quarantined",
+        let path = tmp.path().join(&self.segments[idx].0);
+        let damaged = patch(&path, at, |b| b[0] ^= x);
+        let seen = rt.block_on(Outcome::of(tmp.path(), &self.events, &path, &damaged));
+        let full = damaged.len() as u64;
+        let (mut want, mut torn) = (Outcome::intact(full), None);
+        if at >= DATA_START {
+            let nth = (at - DATA_START) / frame();
+            let (k, start) = (
+                idx as u64 * self.per_segment + nth,
+                DATA_START + nth * frame(),
             );
-        }
-        let k = idx as u64 * self.per_segment + (at - DATA_START) / frame();
-        let start = DATA_START + (at - DATA_START) / frame() * frame();
-        check(!clean_before, "verify missed the damage")?;
-        check(
-            stored(dir.path()) == without(&self.events, &[k as usize]),
-            "not exactly the touched record lost",
-        )?;
-        let is_last = idx + 1 == self.segments.len();
-        match (recovery.corrupt_records, recovery.torn_tails) {
-            (1, 0) => {
-                check(
-                    quarantined(dir.path()) == [quarantine_name(*seg_no, start)],
-                    "no quarantine copy",
-                )?;
-                check(
-                    fs::read(&path).unwrap() == damaged || is_last,
-                    "sealed segment rewritten",
-                )
+            want = Outcome::lost_one(k as usize, seg_no, start, full);
+            if idx + 1 == self.segments.len() && start + frame() == full {
+                want.len = start;
+                torn = Some(Outcome {
+                    counted: (0, 0, 1),
+                    quarantined: vec![],
+                    ..want.clone()
+                });
             }
-            (0, 1) if is_last => {
-                check(quarantined(dir.path()).is_empty(), "torn tail quarantined")?;
-                check(file_len(&path) == start, "torn tail not cut at its frame")
-            }
-            _ => check(
-                false,
-                "the lost record is not counted as corrupt (or torn, in the last segment)",
-            ),
         }
+        if seen == want || torn.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        Err(format!(
+            "segment {seg_no} byte {at} ^ {x:#04x}:\n  seen {seen:?}\n  want {want:?}"
+        ))
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -451,18 +391,16 @@ fn every_single_byte_corruption_of_a_small_spool_costs_at_most_its_record() {
     let rt = runtime();
     let p = rt.block_on(Pristine::new(6, 3));
     assert_eq!(p.segments.len(), 2);
-    let mut failures = Vec::new();
-    for at in 0..p.total() {
-        let (idx, off) = p.split(at);
-        if let Err(e) = p.check(&rt, idx, off, 1 << (at % 8)) {
-            failures.push(e);
-        }
-    }
+    let failures: Vec<String> = (0..p.total())
+        .filter_map(|at| {
+            let (idx, off) = p.split(at);
+            p.check(&rt, idx, off, 1 << (at % 8)).err()
+        })
+        .collect();
+    let (n, total) = (failures.len(), p.total());
     assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        p.total(),
+        n == 0,
+        "{n} of {total} cases failed:\n{}",
         failures.join("\n")
     );
 }
@@ -471,68 +409,25 @@ fn every_single_byte_corruption_of_a_small_spool_costs_at_most_its_record() {
 fn any_single_byte_corruption_costs_at_most_its_record() {
     let rt = runtime();
     let p = rt.block_on(Pristine::new(40, 6));
-    let total = p.total();
-    let frames = p.events.len() as u64;
-    // Anywhere, or (as often) in a frame header, where a bad byte changes how the rest is parsed.
+    let (total, frames) = (p.total(), p.events.len() as u64);
     let cfg = PropConfig {
         cases: 64,
         failure_persistence: None,
         ..PropConfig::default()
     };
-    let mut runner = TestRunner::new(cfg);
+    // Any byte, or (as often) a byte of a frame header, where damage changes how the rest is parsed.
     let cases = (any::<bool>(), 0..total, 0..frames, 0..20u64, 1..=255u8);
-    let result = runner.run(&cases, |(in_header, at, k, b, x)| {
-        let (idx, off) = if in_header {
-            (
+    let result = TestRunner::new(cfg).run(&cases, |(in_header, at, k, b, x)| {
+        let (idx, off) = match in_header {
+            true => (
                 (k / p.per_segment) as usize,
                 DATA_START + (k % p.per_segment) * frame() + b,
-            )
-        } else {
-            p.split(at)
+            ),
+            false => p.split(at),
         };
         p.check(&rt, idx, off, x).map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
         panic!("{e}");
     }
-}
-
-#[tokio::test]
-async fn segments_under_a_missing_or_wrong_key_are_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = evs(0..4);
-    write_spool(dir.path(), &events, 1000).await;
-    let seg = segment_paths(dir.path())[0].clone();
-
-    let err = try_open(config(dir.path()), Some(key_ring(&[("s2", 2)], "s2"))).unwrap_err();
-    let msg = err.to_string();
-    match &err {
-        SpoolError::UnknownKey { key_id, segment } => {
-            assert_eq!((key_id.as_str(), segment), ("s1", &seg))
-        }
-        other => panic!("expected UnknownKey, got {other:?}"),
-    }
-    assert!(
-        msg.contains("\"s1\"") && msg.contains(&seg.display().to_string()),
-        "{msg}"
-    );
-
-    let err = try_open(config(dir.path()), Some(key_ring(&[("s1", 9)], "s1"))).unwrap_err();
-    let msg = err.to_string();
-    match &err {
-        SpoolError::WrongKey { key_id, segment } => {
-            assert_eq!((key_id.as_str(), segment), ("s1", &seg))
-        }
-        other => panic!("expected WrongKey, got {other:?}"),
-    }
-    assert!(
-        msg.contains("\"s1\"") && msg.contains(&seg.display().to_string()),
-        "{msg}"
-    );
-
-    // Refusing changed nothing: the right key still opens everything.
-    assert_eq!(segment_paths(dir.path()), [seg]);
-    let (recovery, _) = reopen(dir.path()).await;
-    assert_eq!((recovery.records, recovery.corrupt_records), (4, 0));
-    assert_eq!(stored(dir.path()), records(&events));
 }

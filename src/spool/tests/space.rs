@@ -28,8 +28,16 @@ fn seg_numbers(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Bytes of the segment files (one deleted while this runs counts 0).
 fn disk_bytes(dir: &Path) -> u64 {
-    segment_paths(dir).iter().map(|p| file_len(p)).sum()
+    let len = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    segment_paths(dir).iter().map(len).sum()
+}
+
+/// Whether the writer is done with a maintenance pass that left segments `segs`: it publishes the bytes
+/// gauge after deleting (and counting) them.
+fn settled_at(d: &Path, metrics: &SpoolMetrics, segs: &[u64]) -> bool {
+    seg_numbers(d) == segs && metrics.bytes.get() == disk_bytes(d) as i64
 }
 
 fn ids(records: &[StoredRecord]) -> Vec<String> {
@@ -88,9 +96,8 @@ async fn a_segment_goes_once_every_consumer_passed_it() {
 
     // b's cursor in the middle of segment 2: only segment 1 is behind it.
     read_commit(&mut b, 3).await;
-    let bytes_match = || metrics.bytes.get() == disk_bytes(d) as i64;
     eventually("segment 1 deleted", || {
-        seg_numbers(d) == [2, 3, 4, 5] && bytes_match()
+        settled_at(d, &metrics, &[2, 3, 4, 5])
     })
     .await;
     settle().await;
@@ -102,17 +109,11 @@ async fn a_segment_goes_once_every_consumer_passed_it() {
 
     // At the very end of segment 2: it is passed.
     read_commit(&mut b, 1).await;
-    eventually("segment 2 deleted", || {
-        seg_numbers(d) == [3, 4, 5] && bytes_match()
-    })
-    .await;
+    eventually("segment 2 deleted", || settled_at(d, &metrics, &[3, 4, 5])).await;
 
     // Everything read by both: every sealed segment goes, the active one stays.
     assert_eq!(ids(&read_commit(&mut b, 6).await), ev_ids(4..10));
-    eventually("segments 3 and 4 deleted", || {
-        seg_numbers(d) == [5] && bytes_match()
-    })
-    .await;
+    eventually("segments 3 and 4 deleted", || settled_at(d, &metrics, &[5])).await;
     assert_eq!(metrics.segments_deleted.get(), 4);
     assert_eq!(metrics.segments.get(), 1);
     assert_eq!(metrics.bytes.get(), (DATA_START + 2 * frame()) as i64);
@@ -187,7 +188,7 @@ async fn a_full_spool_takes_appends_again_once_a_consumer_committed() {
     let segs = seg_numbers(d);
     assert!(!segs.contains(&1) && !segs.contains(&2), "{segs:?}");
     assert_eq!(ids(&read_commit(&mut reader, 1).await), ["e0006"]);
-    eventually("segment 3 deleted", || seg_numbers(d) == [4]).await;
+    eventually("segment 3 deleted", || settled_at(d, &metrics, &[4])).await;
     close(writer).await;
     assert_eq!(stored(d), records(&[ev(6)]));
 }
@@ -328,7 +329,10 @@ async fn a_reader_whose_segment_expired_moves_on() {
     let cfg = history_with_old_segments(d, 1).await;
     let (spool, writer, _, metrics) = open(cfg);
     // The cursor of `a` points into segment 1.
-    eventually("segments 1 and 2 expired", || seg_numbers(d) == [3, 4]).await;
+    eventually("segments 1 and 2 expired", || {
+        settled_at(d, &metrics, &[3, 4])
+    })
+    .await;
     assert_eq!(metrics.segments_deleted.get(), 2);
 
     let mut reader = spool.reader("a").unwrap();
@@ -344,7 +348,10 @@ async fn expiry_counts_only_the_records_a_consumer_had_not_read() {
     let d = dir.path();
     let cfg = history_with_old_segments(d, 1).await;
     let (spool, writer, _, metrics) = open(cfg);
-    eventually("segments 1 and 2 expired", || seg_numbers(d) == [3, 4]).await;
+    eventually("segments 1 and 2 expired", || {
+        settled_at(d, &metrics, &[3, 4])
+    })
+    .await;
     let mut reader = spool.reader("a").unwrap();
     let delivered = 1 + read_commit(&mut reader, 2).await.len() as u64;
     // e0000 was delivered before expiry; e0001..e0003 were lost to it, and only they.
