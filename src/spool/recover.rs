@@ -60,7 +60,9 @@ pub(crate) fn recover(
                 ..
             }) => {
                 quarantine_whole(dir, *n, path)?;
-                report.corrupt_records += 1;
+                // Its records are unreadable without a header; estimate them by their sync markers.
+                let frames = data.get(segment::DATA_START as usize..).map_or(0, scan::count_syncs);
+                report.corrupt_records += frames.max(1);
                 continue;
             }
             Err(other) => return Err(other),

@@ -173,7 +173,7 @@ fn damage(start: usize, end: usize, lost: u64, kind: DamageKind) -> Damage {
     }
 }
 
-fn count_syncs(data: &[u8]) -> u64 {
+pub(crate) fn count_syncs(data: &[u8]) -> u64 {
     let mut n = 0;
     let mut at = 0;
     while let Some(next) = segment::resync_marker(data, at) {
