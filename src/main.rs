@@ -197,6 +197,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let (app, recovery) = App::new(snapshot, Arc::new(SystemClock), Some(path.clone()))?;
         tracing::info!(?recovery, "spool recovered");
         let running = app.start().await?;
+        // Handlers are installed before the "listening" line: a signal sent as soon as a supervisor sees
+        // it must reach them, not the default action (which would kill the process).
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let addr = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
         // One machine-readable line on stdout: operators and tests read the bound addresses from it.
         println!(
@@ -207,11 +213,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         );
         let ctx = running.ctx.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
             while hup.recv().await.is_some() {
                 let ctx = ctx.clone();
                 let _ = tokio::task::spawn_blocking(move || ctx.reload()).await;
@@ -219,7 +220,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         });
         let stopper = running.stopper();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
             tracing::info!("shutdown requested: draining");
             let _ = stopper.send(true);
         });
@@ -227,14 +231,4 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -185,3 +185,17 @@ fn unknown_keys_are_errors() {
     assert_eq!(code, Some(1));
     assert!(stdout.contains("dev_self_sigend"), "{stdout}");
 }
+
+#[test]
+fn a_signal_right_after_the_listening_line_is_handled() {
+    // SIGHUP then SIGTERM as soon as the line is printed: the reload is handled and the stop is clean (the
+    // default actions would kill the process).
+    let fx = Fixture::new("");
+    for _ in 0..5 {
+        let mut p = Proc::start(&fx.config_path());
+        p.signal("HUP");
+        p.signal("TERM");
+        let status = p.wait_exit();
+        assert!(status.success(), "{status:?}\n{}", p.stderr_text());
+    }
+}

@@ -72,7 +72,11 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// Loads the TLS files (for an `https` endpoint); connects lazily, on the first request.
-    pub fn new(endpoint: &Endpoint, files: &TlsClientFiles, timeout: Duration) -> Result<Self, ClientError> {
+    pub fn new(
+        endpoint: &Endpoint,
+        files: &TlsClientFiles,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let tls = match endpoint.https {
             false => None,
             true => {
@@ -81,18 +85,42 @@ impl HttpClient {
                 Some((TlsConnector::from(Arc::new(tls_config(files)?)), name))
             }
         };
-        let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
+        let host = if endpoint.host.contains(':') {
+            format!("[{}]", endpoint.host)
+        } else {
+            endpoint.host.clone()
+        };
         let default_port = if endpoint.https { 443 } else { 80 };
-        let authority = if endpoint.port == default_port { host } else { format!("{host}:{}", endpoint.port) };
-        Ok(Self { host: endpoint.host.clone(), port: endpoint.port, authority, tls, timeout, conn: None })
+        let authority = if endpoint.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", endpoint.port)
+        };
+        Ok(Self {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            authority,
+            tls,
+            timeout,
+            conn: None,
+        })
     }
 
     /// `POST target` (path and query) with `headers` and `body`, bounded by the timeout as a whole.
-    pub async fn post(&mut self, target: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, SendError> {
+    pub async fn post(
+        &mut self,
+        target: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, SendError> {
         let timeout = self.timeout;
-        let result = match tokio::time::timeout(timeout, self.exchange(target, headers, body)).await {
+        let result = match tokio::time::timeout(timeout, self.exchange(target, headers, body)).await
+        {
             Ok(r) => r,
-            Err(_) => Err(SendError::retry(RetryReason::Timeout, format!("no answer from {} in time", self.authority))),
+            Err(_) => Err(SendError::retry(
+                RetryReason::Timeout,
+                format!("no answer from {} in time", self.authority),
+            )),
         };
         if result.is_err() {
             self.conn = None;
@@ -105,7 +133,12 @@ impl HttpClient {
         self.conn = None;
     }
 
-    async fn exchange(&mut self, target: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, SendError> {
+    async fn exchange(
+        &mut self,
+        target: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, SendError> {
         // A kept connection the server closed while idle fails without an answer; one fresh attempt follows.
         if let Some(conn) = self.conn.take().filter(|c| !c.is_closed()) {
             if let Ok(resp) = self.round_trip(conn, target, headers, body.clone()).await {
@@ -129,14 +162,17 @@ impl HttpClient {
             .header(HOST, &self.authority)
             .body(Full::new(body))
             .map_err(|_| SendError::retry(RetryReason::Connect, "cannot build the request"))?;
-        req.headers_mut().extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        req.headers_mut()
+            .extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         conn.ready().await.map_err(|e| self.broken(&e))?;
         let resp = conn.send_request(req).await.map_err(|e| self.broken(&e))?;
         let (parts, mut body) = resp.into_parts();
         let mut buf = BytesMut::new();
         let mut whole = true;
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame.map_err(|e| self.broken(&e))?.into_data() else { continue };
+            let Ok(data) = frame.map_err(|e| self.broken(&e))?.into_data() else {
+                continue;
+            };
             let room = MAX_RESPONSE_BYTES - buf.len();
             if data.len() > room {
                 buf.extend_from_slice(&data[..room]);
@@ -148,16 +184,25 @@ impl HttpClient {
         if whole && !conn.is_closed() {
             self.conn = Some(conn);
         }
-        Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body: buf.freeze() })
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: buf.freeze(),
+        })
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| self.broken(&e))?;
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.broken(&e))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => self.handshake(tcp).await,
             Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| self.broken(&e))?;
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| self.broken(&e))?;
                 self.handshake(tls).await
             }
         }
@@ -167,7 +212,9 @@ impl HttpClient {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| self.broken(&e))?;
+        let (send, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.broken(&e))?;
         let authority = self.authority.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -201,7 +248,8 @@ pub fn tls_config(files: &TlsClientFiles) -> Result<rustls::ClientConfig, Client
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let pem = read(key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| ClientError::NoKey(key.clone()))?;
+            let key_der =
+                PrivateKeyDer::from_pem_slice(&pem).map_err(|_| ClientError::NoKey(key.clone()))?;
             builder.with_client_auth_cert(certs(cert)?, key_der)?
         }
     };
@@ -215,7 +263,9 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
 
 fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(ClientError::NoCert(path.into()));
     }
@@ -224,7 +274,10 @@ fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ClientE
 
 /// Gzips a request body (the level that favours speed: batches are sent often).
 pub fn gzip(raw: &[u8]) -> Bytes {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(raw);
     Bytes::from(enc.finish().unwrap_or_default())
@@ -239,7 +292,9 @@ mod tests {
         use std::io::Read;
         let raw = b"{\"a\":1}\n{\"b\":2}\n".repeat(100);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gzip(&raw)[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gzip(&raw)[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, raw);
     }
 
@@ -247,7 +302,10 @@ mod tests {
     fn missing_tls_files_are_named_without_content() {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
-        let files = TlsClientFiles { ca_file: Some(ca.clone()), client_cert: None };
+        let files = TlsClientFiles {
+            ca_file: Some(ca.clone()),
+            client_cert: None,
+        };
         assert!(matches!(tls_config(&files), Err(ClientError::Read(p, _)) if p == ca));
         std::fs::write(&ca, "not a certificate").unwrap();
         assert!(matches!(tls_config(&files), Err(ClientError::NoCert(_))));
@@ -257,11 +315,31 @@ mod tests {
 
     #[test]
     fn authority_brackets_ipv6_and_drops_default_ports() {
-        let ep = |https, host: &str, port| Endpoint { https, host: host.into(), port, path: "/".into() };
+        let ep = |https, host: &str, port| Endpoint {
+            https,
+            host: host.into(),
+            port,
+            path: "/".into(),
+        };
         let files = TlsClientFiles::default();
         let t = Duration::from_secs(1);
-        assert_eq!(HttpClient::new(&ep(false, "::1", 8123), &files, t).unwrap().authority, "[::1]:8123");
-        assert_eq!(HttpClient::new(&ep(true, "example.com", 443), &files, t).unwrap().authority, "example.com");
-        assert_eq!(HttpClient::new(&ep(false, "ch", 80), &files, t).unwrap().authority, "ch");
+        assert_eq!(
+            HttpClient::new(&ep(false, "::1", 8123), &files, t)
+                .unwrap()
+                .authority,
+            "[::1]:8123"
+        );
+        assert_eq!(
+            HttpClient::new(&ep(true, "example.com", 443), &files, t)
+                .unwrap()
+                .authority,
+            "example.com"
+        );
+        assert_eq!(
+            HttpClient::new(&ep(false, "ch", 80), &files, t)
+                .unwrap()
+                .authority,
+            "ch"
+        );
     }
 }

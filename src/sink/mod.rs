@@ -8,9 +8,12 @@
 //! that decides whether a failure is retried or dead-lettered.
 
 pub mod build;
+pub mod clickhouse;
+pub mod client;
 pub mod deadletter;
 pub mod deliver;
 pub mod file;
+pub mod http;
 pub mod metrics;
 pub mod outcome;
 

@@ -7,16 +7,43 @@ use std::path::Path;
 use super::cipher::SpoolKeys;
 use super::record::StoredRecord;
 use super::scan::{self, SegmentScan};
-use super::segment::{self, SegmentHeader, DATA_START};
+use super::segment::{self, HeaderError, SegmentHeader, DATA_START};
 use super::shared::Position;
 use super::{cursor, SpoolError};
 
 /// Every intact record of the spool in `dir`, oldest first. Never modifies anything.
 pub fn read_all(dir: &Path, keys: Option<&SpoolKeys>) -> Result<Vec<StoredRecord>, SpoolError> {
     let mut out = Vec::new();
-    for (_, path) in segment::list_segments(dir)? {
-        let data = std::fs::read(&path)?;
-        scan::scan_segment(&data, &path, keys, |r, _, _| out.push(r))?;
+    for scan in scan_all(dir, keys, |_, r, _, _| out.push(r))? {
+        scan?;
+    }
+    Ok(out)
+}
+
+/// Walks every segment as recovery does: the newest segment, when its creation was cut short (no complete
+/// header yet — a crash, or the running writer creating it right now), holds nothing and is passed over; a
+/// segment deleted while the walk runs is passed over too.
+fn scan_all(
+    dir: &Path,
+    keys: Option<&SpoolKeys>,
+    mut on_record: impl FnMut(u64, StoredRecord, u64, u64),
+) -> Result<Vec<Result<SegmentScan, SpoolError>>, SpoolError> {
+    let segments = segment::list_segments(dir)?;
+    let last = segments.last().map(|(n, _)| *n);
+    let mut out = Vec::new();
+    for (n, path) in segments {
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match scan::scan_segment(&data, &path, keys, |r, s, e| on_record(n, r, s, e)) {
+            Err(SpoolError::BadSegment {
+                reason: HeaderError::Short,
+                ..
+            }) if Some(n) == last => {}
+            other => out.push(other),
+        }
     }
     Ok(out)
 }
@@ -42,9 +69,8 @@ impl VerifyReport {
 /// Checks every frame of every segment (checksums and authentication); changes nothing.
 pub fn verify(dir: &Path, keys: Option<&SpoolKeys>) -> Result<VerifyReport, SpoolError> {
     let mut report = VerifyReport::default();
-    for (_, path) in segment::list_segments(dir)? {
-        let data = std::fs::read(&path)?;
-        match scan::scan_segment(&data, &path, keys, |_, _, _| {}) {
+    for scan in scan_all(dir, keys, |_, _, _, _| {})? {
+        match scan {
             Ok(s) => report.segments.push(s),
             Err(SpoolError::Io(e)) => return Err(SpoolError::Io(e)),
             Err(e) => report.unreadable.push(e.to_string()),
@@ -95,26 +121,26 @@ pub fn status(
     }
     let age = |ms: i64| u64::try_from(now_ms.saturating_sub(ms) / 1000).unwrap_or(0);
     let mut oldest = None::<i64>;
-    for (n, path) in segment::list_segments(dir)? {
-        let data = std::fs::read(&path)?;
-        st.segments += 1;
-        st.bytes += data.len() as u64;
-        scan::scan_segment(&data, &path, keys, |r, start, end| {
-            st.records += 1;
-            oldest = Some(oldest.map_or(r.received_ms, |o| o.min(r.received_ms)));
-            for c in cursors.iter_mut() {
-                if (Position {
-                    seg: n,
-                    offset: start,
-                }) >= c.1
-                    && r.route.includes(&c.0)
-                {
-                    c.2 += 1;
-                    c.3 += end - start;
-                    c.4 = Some(c.4.map_or(r.received_ms, |o: i64| o.min(r.received_ms)));
-                }
+    let scans = scan_all(dir, keys, |n, r, start, end| {
+        st.records += 1;
+        oldest = Some(oldest.map_or(r.received_ms, |o| o.min(r.received_ms)));
+        for c in cursors.iter_mut() {
+            if (Position {
+                seg: n,
+                offset: start,
+            }) >= c.1
+                && r.route.includes(&c.0)
+            {
+                c.2 += 1;
+                c.3 += end - start;
+                c.4 = Some(c.4.map_or(r.received_ms, |o: i64| o.min(r.received_ms)));
             }
-        })?;
+        }
+    })?;
+    for scan in scans {
+        let scan = scan?;
+        st.segments += 1;
+        st.bytes += scan.len;
     }
     st.oldest_record_age_seconds = oldest.map(age);
     st.consumers = cursors
@@ -135,7 +161,11 @@ pub(crate) fn key_ids(dir: &Path) -> Result<Vec<String>, SpoolError> {
     let mut ids = Vec::new();
     for (_, path) in segment::list_segments(dir)? {
         let mut head = vec![0u8; DATA_START as usize];
-        let file = std::fs::File::open(&path)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // deleted meanwhile
+            Err(e) => return Err(e.into()),
+        };
         let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)?;
         if let Ok(SegmentHeader {
             key_id: Some(id), ..

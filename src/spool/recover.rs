@@ -61,7 +61,9 @@ pub(crate) fn recover(
             }) => {
                 quarantine_whole(dir, *n, path)?;
                 // Its records are unreadable without a header; estimate them by their sync markers.
-                let frames = data.get(segment::DATA_START as usize..).map_or(0, scan::count_syncs);
+                let frames = data
+                    .get(segment::DATA_START as usize..)
+                    .map_or(0, scan::count_syncs);
                 report.corrupt_records += frames.max(1);
                 continue;
             }

@@ -36,7 +36,10 @@ pub fn insert_target(path: &str, database: &str, table: &str) -> String {
 /// The headers of every insert; `Err` names the field whose value cannot be a header (never the value).
 pub(super) fn headers(ch: &ClickHouseConfig) -> Result<HeaderMap, &'static str> {
     let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     let user = match (&ch.user, &ch.password) {
         (Some(u), _) => Some(u.as_str()),
@@ -44,10 +47,14 @@ pub(super) fn headers(ch: &ClickHouseConfig) -> Result<HeaderMap, &'static str> 
         (None, None) => None,
     };
     if let Some(user) = user {
-        headers.insert(USER, HeaderValue::try_from(user).map_err(|_| "user: not a valid HTTP header value")?);
+        headers.insert(
+            USER,
+            HeaderValue::try_from(user).map_err(|_| "user: not a valid HTTP header value")?,
+        );
     }
     if let Some(password) = &ch.password {
-        let mut key = HeaderValue::try_from(password.expose()).map_err(|_| "password: not a valid HTTP header value")?;
+        let mut key = HeaderValue::try_from(password.expose())
+            .map_err(|_| "password: not a valid HTTP header value")?;
         key.set_sensitive(true);
         headers.insert(KEY, key);
     }
@@ -75,7 +82,9 @@ mod tests {
     fn target_encodes_the_query_and_appends_settings() {
         let t = insert_target("/", "tollgate", "events");
         assert!(
-            t.starts_with("/?query=INSERT%20INTO%20%60tollgate%60.%60events%60%20FORMAT%20JSONEachRow&"),
+            t.starts_with(
+                "/?query=INSERT%20INTO%20%60tollgate%60.%60events%60%20FORMAT%20JSONEachRow&"
+            ),
             "{t}"
         );
         assert!(t.contains("&input_format_skip_unknown_fields=1"));

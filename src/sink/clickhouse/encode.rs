@@ -26,10 +26,18 @@ struct Head {
 /// One JSON line per record. A payload that is not a UTF-8 JSON object makes the batch unacceptable
 /// (`Dead(Invalid)`): the error names the record, never its content.
 pub fn rows(records: &[StoredRecord]) -> Result<Vec<u8>, SendError> {
-    let len: usize = records.iter().map(|r| r.payload.len() * 11 / 10 + r.site.len() + r.event_id.len() + 80).sum();
+    let len: usize = records
+        .iter()
+        .map(|r| r.payload.len() * 11 / 10 + r.site.len() + r.event_id.len() + 80)
+        .sum();
     let mut out = Vec::with_capacity(len);
     for r in records {
-        let invalid = || SendError::dead(DeadReason::Invalid, format!("{}/{}: payload is not a JSON object", r.site, r.event_id));
+        let invalid = || {
+            SendError::dead(
+                DeadReason::Invalid,
+                format!("{}/{}: payload is not a JSON object", r.site, r.event_id),
+            )
+        };
         let record = std::str::from_utf8(&r.payload).map_err(|_| invalid())?;
         if !record.trim_start().starts_with('{') {
             return Err(invalid());
@@ -55,7 +63,13 @@ mod tests {
     use crate::spool::Route;
 
     fn rec(payload: &[u8]) -> StoredRecord {
-        StoredRecord { site: "shop_1".into(), event_id: "e-1".into(), received_ms: 1_732_262_400_000, route: Route::All, payload: payload.to_vec() }
+        StoredRecord {
+            site: "shop_1".into(),
+            event_id: "e-1".into(),
+            received_ms: 1_732_262_400_000,
+            route: Route::All,
+            payload: payload.to_vec(),
+        }
     }
 
     #[test]
@@ -63,7 +77,10 @@ mod tests {
         let payload = br#"{"type":"purchase","cart":{"value":1.5,"note":"a\"b\nc"},"x":"\u00e9"}"#;
         let body = rows(&[rec(payload), rec(br#"{"site":"shop_1"}"#)]).unwrap();
         let text = String::from_utf8(body).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["site"], "shop_1");
         assert_eq!(lines[0]["event_id"], "e-1");
@@ -75,10 +92,25 @@ mod tests {
 
     #[test]
     fn a_payload_that_is_not_an_object_refuses_the_batch_without_showing_it() {
-        for bad in [&b"[1]"[..], b"{\"type\":", b"\xff{}", b"secret-text", b"{} {}"] {
+        for bad in [
+            &b"[1]"[..],
+            b"{\"type\":",
+            b"\xff{}",
+            b"secret-text",
+            b"{} {}",
+        ] {
             let err = rows(&[rec(bad)]).unwrap_err();
-            let SendError::Dead { reason: DeadReason::Invalid, detail } = err else { panic!("{err:?}") };
-            assert!(detail.contains("shop_1/e-1") && !detail.contains("secret"), "{detail}");
+            let SendError::Dead {
+                reason: DeadReason::Invalid,
+                detail,
+            } = err
+            else {
+                panic!("{err:?}")
+            };
+            assert!(
+                detail.contains("shop_1/e-1") && !detail.contains("secret"),
+                "{detail}"
+            );
         }
         let odd = String::from_utf8(rows(&[rec(br#"{"type":5}"#)]).unwrap()).unwrap();
         assert!(odd.contains(r#""type":"""#), "{odd}");

@@ -57,25 +57,38 @@ pub const CODES: &[(u32, &str, Class)] = &[
 
 /// The class and name of a listed code.
 pub fn lookup(code: u32) -> Option<(Class, &'static str)> {
-    CODES.iter().find(|(c, ..)| *c == code).map(|&(_, name, class)| (class, name))
+    CODES
+        .iter()
+        .find(|(c, ..)| *c == code)
+        .map(|&(_, name, class)| (class, name))
 }
 
 /// The exception an answer reports: the `X-ClickHouse-Exception-Code` header (newer servers), else a
 /// `Code: N` text in the body (where 18.16 puts `Code: N, e.displayText() = …`).
 pub fn exception_code(status: u16, header: Option<&str>, body: &[u8]) -> Option<u32> {
     let ok = (200..300).contains(&status);
-    header.and_then(|c| c.trim().parse().ok()).or_else(|| body_code(body, ok))
+    header
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| body_code(body, ok))
 }
 
 /// Classifies an answer by its exception code (from [`exception_code`]), then its status and
 /// `Retry-After`. The detail names the code, never the body's text (a parse error quotes the rows).
-pub fn classify(status: u16, code: Option<u32>, retry_after: Option<&str>, cap: Duration) -> Result<(), SendError> {
+pub fn classify(
+    status: u16,
+    code: Option<u32>,
+    retry_after: Option<&str>,
+    cap: Duration,
+) -> Result<(), SendError> {
     let ok = (200..300).contains(&status);
     let Some(code) = code.filter(|c| *c != 0) else {
         return classify_http(status, retry_after, cap, "from clickhouse");
     };
     let listed = lookup(code);
-    let detail = format!("clickhouse exception {code} ({}), status {status}", listed.map_or("unlisted", |l| l.1));
+    let detail = format!(
+        "clickhouse exception {code} ({}), status {status}",
+        listed.map_or("unlisted", |l| l.1)
+    );
     match listed.map(|l| l.0) {
         Some(Class::Invalid) => Err(SendError::dead(DeadReason::Invalid, detail)),
         Some(Class::Busy) => Err(SendError::retry(RetryReason::Server, detail)),
@@ -95,7 +108,11 @@ fn body_code(body: &[u8], after_ok: bool) -> Option<u32> {
     let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     let parse = |line: &str| {
         let rest = line.trim_start().strip_prefix("Code: ")?;
-        rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().ok()
+        rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())]
+            .parse()
+            .ok()
     };
     if after_ok {
         text.lines().find_map(parse)
@@ -113,10 +130,22 @@ mod tests {
     fn class_of(r: &Result<(), SendError>) -> &'static str {
         match r {
             Ok(()) => "ok",
-            Err(SendError::Dead { reason: DeadReason::Invalid, .. }) => "invalid",
-            Err(SendError::Dead { reason: DeadReason::Refused, .. }) => "refused",
-            Err(SendError::Retry { reason: RetryReason::Server, .. }) => "server",
-            Err(SendError::Retry { reason: RetryReason::Throttled, .. }) => "throttled",
+            Err(SendError::Dead {
+                reason: DeadReason::Invalid,
+                ..
+            }) => "invalid",
+            Err(SendError::Dead {
+                reason: DeadReason::Refused,
+                ..
+            }) => "refused",
+            Err(SendError::Retry {
+                reason: RetryReason::Server,
+                ..
+            }) => "server",
+            Err(SendError::Retry {
+                reason: RetryReason::Throttled,
+                ..
+            }) => "throttled",
             Err(SendError::Retry { .. }) => "retry",
         }
     }
@@ -154,16 +183,25 @@ mod tests {
         let body = b"Code: 27, e.displayText() = DB::Exception: before: secret-row";
         let err = classify(500, exception_code(500, None, body), None, CAP).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("27") && text.contains("CANNOT_PARSE_INPUT_ASSERTION_FAILED"), "{text}");
+        assert!(
+            text.contains("27") && text.contains("CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+            "{text}"
+        );
         assert!(!text.contains("secret-row"), "{text}");
         let err = classify(404, Some(60), None, CAP).unwrap_err();
-        assert!(err.to_string().contains("check the sink's database, table"), "{err}");
+        assert!(
+            err.to_string().contains("check the sink's database, table"),
+            "{err}"
+        );
     }
 
     #[test]
     fn codes_are_listed_once() {
         for (i, (code, ..)) in CODES.iter().enumerate() {
-            assert!(CODES[i + 1..].iter().all(|(c, ..)| c != code), "{code} twice");
+            assert!(
+                CODES[i + 1..].iter().all(|(c, ..)| c != code),
+                "{code} twice"
+            );
         }
     }
 }

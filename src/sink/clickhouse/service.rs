@@ -26,7 +26,8 @@ pub struct ClickHouseSink {
 impl ClickHouseSink {
     /// Loads the TLS files and prepares the insert; connects on the first batch.
     pub fn new(cfg: &SinkConfig, ch: &ClickHouseConfig) -> Result<ClickHouseSink, BuildError> {
-        let client = HttpClient::new(&ch.endpoint, &ch.tls, cfg.timeout).map_err(|e| BuildError::new(cfg, e))?;
+        let client = HttpClient::new(&ch.endpoint, &ch.tls, cfg.timeout)
+            .map_err(|e| BuildError::new(cfg, e))?;
         Ok(ClickHouseSink {
             name: cfg.name.clone(),
             client,
@@ -45,7 +46,12 @@ impl ClickHouseSink {
                 "clickhouse refuses every insert until the sink's table, database or credentials are fixed; \
                  batches wait in the spool");
         }
-        classify(resp.status, code, resp.header(RETRY_AFTER.as_str()), self.retry.cap)
+        classify(
+            resp.status,
+            code,
+            resp.header(RETRY_AFTER.as_str()),
+            self.retry.cap,
+        )
     }
 }
 

@@ -9,7 +9,11 @@ pub fn ndjson(records: &[StoredRecord]) -> Vec<u8> {
     let len = records.iter().map(|r| r.payload.len() + 1).sum();
     let mut out = Vec::with_capacity(len);
     for r in records {
-        out.extend(r.payload.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            r.payload
+                .iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
         out.push(b'\n');
     }
     out

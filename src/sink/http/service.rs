@@ -1,6 +1,8 @@
 //! Sending one batch to the upstream and classifying its answer.
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
 
 use super::encode::ndjson;
 use crate::config::{HttpConfig, RetryPolicy, SinkConfig};
@@ -24,9 +26,13 @@ pub struct HttpSink {
 impl HttpSink {
     /// Loads the TLS files and prepares the fixed headers; connects on the first batch.
     pub fn new(cfg: &SinkConfig, http: &HttpConfig) -> Result<HttpSink, BuildError> {
-        let client = HttpClient::new(&http.endpoint, &http.tls, cfg.timeout).map_err(|e| BuildError::new(cfg, e))?;
+        let client = HttpClient::new(&http.endpoint, &http.tls, cfg.timeout)
+            .map_err(|e| BuildError::new(cfg, e))?;
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         if let Some(token) = &http.token {
             // `Secret` is one line without control characters; the error never shows it.
@@ -35,18 +41,29 @@ impl HttpSink {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        Ok(HttpSink { client, target: http.endpoint.path.clone(), headers, retry: cfg.retry })
+        Ok(HttpSink {
+            client,
+            target: http.endpoint.path.clone(),
+            headers,
+            retry: cfg.retry,
+        })
     }
 
     async fn send_batch(&mut self, batch: SinkBatch<'_>) -> Result<(), SendError> {
         let mut headers = self.headers.clone();
-        let key = HeaderValue::try_from(batch.id)
-            .map_err(|_| SendError::dead(DeadReason::Refused, "batch id is not a valid header value"))?;
+        let key = HeaderValue::try_from(batch.id).map_err(|_| {
+            SendError::dead(DeadReason::Refused, "batch id is not a valid header value")
+        })?;
         headers.insert(IDEMPOTENCY_KEY, key);
         let body = gzip(&ndjson(batch.records));
         let resp = self.client.post(&self.target, &headers, body).await?;
         let detail = format!("from the upstream for {} events", batch.records.len());
-        classify_http(resp.status, resp.header(RETRY_AFTER.as_str()), self.retry.cap, &detail)
+        classify_http(
+            resp.status,
+            resp.header(RETRY_AFTER.as_str()),
+            self.retry.cap,
+            &detail,
+        )
     }
 }
 
