@@ -57,10 +57,11 @@ fn ingest_path(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, k) in [("plain", None), ("encrypted", Some(&keys))] {
         let mut out = Vec::with_capacity(4096);
+        let mut framer = spool::BenchFramer::new(k);
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
-                spool::frame_for_bench(&minimized(&snap), k, &mut out);
+                framer.frame(&minimized(&snap), &mut out);
                 black_box(out.len())
             })
         });

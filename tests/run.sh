@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine that has only the Rust toolchain:
 # installs the tools the tests drive for real (openssl's s_client for TLS version probes, npm to fetch the
-# CC0 GeoIP database the geo tests read), then runs every test target. Servers the tests start are bound
+# CC0 GeoIP database the geo tests read, clickhouse-server and nats-server for the storage-tier sinks), then
+# runs every test target. Servers the tests start are bound
 # to 127.0.0.1 on port 0 and stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Servers live in /usr/sbin, which is not on every user's PATH.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
+have openssl || missing+=(openssl)
+have curl || missing+=(curl)
+have clickhouse-server || missing+=(clickhouse-server clickhouse-client)
+have nats-server || missing+=(nats-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

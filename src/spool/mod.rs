@@ -333,30 +333,34 @@ impl Spool {
     }
 }
 
-/// Frames `events` exactly as the writer does — record header, AES-256-GCM under a segment key derived from
-/// the active key (or plaintext with `None`), frame header and checksum — without writing anything. For the
-/// benchmarks that measure what encryption adds to the ingest path.
+/// Frames events exactly as the writer does — record header, AES-256-GCM under a segment key derived from
+/// the active key once per segment (or plaintext), frame header and checksum — without writing anything.
+/// For the benchmark that measures what encryption adds to the ingest path.
 #[doc(hidden)]
-pub fn frame_for_bench(events: &[MinimizedEvent], keys: Option<&SpoolKeys>, out: &mut Vec<u8>) {
-    let salt = [7u8; cipher::SALT_LEN];
-    let seal = keys.map(|k| k.active().for_segment(&salt, 1));
-    let mut body = Vec::new();
-    for (seq, e) in events.iter().enumerate() {
-        body.clear();
-        record::encode_into(
-            &mut body,
-            e.site(),
-            e.event_id(),
-            e.received_ms(),
-            &Route::All,
-            e.record(),
-        );
-        let tag = if seal.is_some() { cipher::TAG_LEN } else { 0 };
-        let header = segment::frame_header(body.len() + tag, seq as u64);
-        if let Some(c) = &seal {
-            c.seal(seq as u64, segment::aad(&header), &mut body);
+pub struct BenchFramer {
+    seal: Option<cipher::SegmentCipher>,
+    body: Vec<u8>,
+    seq: u64,
+}
+
+impl BenchFramer {
+    pub fn new(keys: Option<&SpoolKeys>) -> Self {
+        let seal = keys.map(|k| k.active().for_segment(&[7u8; cipher::SALT_LEN], 1));
+        Self { seal, body: Vec::new(), seq: 0 }
+    }
+
+    pub fn frame(&mut self, events: &[MinimizedEvent], out: &mut Vec<u8>) {
+        for e in events {
+            self.body.clear();
+            record::encode_into(&mut self.body, e.site(), e.event_id(), e.received_ms(), e.route(), e.record());
+            let tag = if self.seal.is_some() { cipher::TAG_LEN } else { 0 };
+            let header = segment::frame_header(self.body.len() + tag, self.seq);
+            if let Some(c) = &self.seal {
+                c.seal(self.seq, segment::aad(&header), &mut self.body);
+            }
+            segment::finish_frame(out, header, &self.body);
+            self.seq += 1;
         }
-        segment::finish_frame(out, header, &body);
     }
 }
 
