@@ -130,7 +130,9 @@ async fn stores_rows_and_a_retried_batch_collapses() {
         );
     }
 
-    // The same batch again (a retry after a lost answer): stored twice, read once.
+    // The same batch again (a retry after a lost answer), after the server closed the idle kept-alive
+    // connection (`keep_alive_timeout` is 1 s): the sink reconnects; the rows are stored twice, read once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     send(&mut sink, "ch-0-0", &batch).await.unwrap();
     assert_eq!(ch.query("SELECT count() FROM tollgate.events FINAL"), "3\n");
     ch.query("OPTIMIZE TABLE tollgate.events FINAL");

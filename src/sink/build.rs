@@ -35,6 +35,8 @@ pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, BuildError> {
             .map_err(|e| BuildError::new(cfg, e))?;
             Ok(Box::new(super::file::FileSink::new(store)))
         }
+        SinkKind::Http(http) => Ok(Box::new(super::http::HttpSink::new(cfg, http)?)),
+        SinkKind::ClickHouse(ch) => Ok(Box::new(super::clickhouse::ClickHouseSink::new(cfg, ch)?)),
         other => Err(BuildError::new(
             cfg,
             format!("type {:?} is not built in yet", other.type_name()),

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderMap, HOST};
-use hyper::{Method, Request};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -29,7 +29,8 @@ use crate::config::{Endpoint, TlsClientFiles};
 /// The most of a response body a sink reads; the rest is dropped (and the connection with it).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
-/// A TLS client setup that could not be built. Names files, never their content.
+/// A client that could not be set up (TLS files, server name, request target). Names files, never their
+/// content.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read {0}: {1}")]
@@ -42,6 +43,8 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
     #[error("{0:?} is not a valid TLS server name")]
     ServerName(String),
+    #[error("the URL's path and query are not a valid request target")]
+    Target,
 }
 
 /// An answer, with its body cut at [`MAX_RESPONSE_BYTES`].
@@ -109,7 +112,7 @@ impl HttpClient {
     /// `POST target` (path and query) with `headers` and `body`, bounded by the timeout as a whole.
     pub async fn post(
         &mut self,
-        target: &str,
+        target: &Uri,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, SendError> {
@@ -128,14 +131,9 @@ impl HttpClient {
         result
     }
 
-    /// Drops the kept connection.
-    pub fn disconnect(&mut self) {
-        self.conn = None;
-    }
-
     async fn exchange(
         &mut self,
-        target: &str,
+        target: &Uri,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, SendError> {
@@ -152,13 +150,13 @@ impl HttpClient {
     async fn round_trip(
         &mut self,
         mut conn: SendRequest<Full<Bytes>>,
-        target: &str,
+        target: &Uri,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, SendError> {
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(target)
+            .uri(target.clone())
             .header(HOST, &self.authority)
             .body(Full::new(body))
             .map_err(|_| SendError::retry(RetryReason::Connect, "cannot build the request"))?;
@@ -226,6 +224,14 @@ impl HttpClient {
 
     fn broken(&self, e: &dyn std::fmt::Display) -> SendError {
         SendError::retry(RetryReason::Connect, format!("{}: {e}", self.authority))
+    }
+}
+
+/// A request target (path and query) checked once, at build time.
+pub fn request_target(target: &str) -> Result<Uri, ClientError> {
+    match target.parse::<Uri>() {
+        Ok(uri) if target.starts_with('/') => Ok(uri),
+        _ => Err(ClientError::Target),
     }
 }
 
@@ -311,6 +317,14 @@ mod tests {
         assert!(matches!(tls_config(&files), Err(ClientError::NoCert(_))));
         let web = tls_config(&TlsClientFiles::default()).unwrap();
         assert_eq!(web.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn request_targets_are_checked_once() {
+        assert_eq!(request_target("/ingest?v=1").unwrap().path(), "/ingest");
+        for bad in ["/has space", "relative", "http://host/x", ""] {
+            assert!(request_target(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod file;
 pub mod http;
 pub mod metrics;
+pub mod nats;
 pub mod outcome;
 
 use std::future::Future;

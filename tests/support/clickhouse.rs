@@ -37,6 +37,7 @@ impl ClickHouse {
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <mark_cache_size>67108864</mark_cache_size>
+  <keep_alive_timeout>1</keep_alive_timeout>
 </yandex>
 "#
         );

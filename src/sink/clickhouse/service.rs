@@ -1,13 +1,14 @@
 //! Sending one batch as one insert and classifying ClickHouse's answer.
 
 use hyper::header::{HeaderMap, RETRY_AFTER};
+use hyper::Uri;
 
 use super::config::{headers, insert_target};
 use super::encode::rows;
 use super::outcome::{classify, exception_code, lookup, Class};
 use crate::config::{ClickHouseConfig, RetryPolicy, SinkConfig};
 use crate::sink::build::BuildError;
-use crate::sink::client::{gzip, HttpClient};
+use crate::sink::client::{gzip, request_target, HttpClient};
 use crate::sink::{BoxFuture, SendError, Sink, SinkBatch};
 
 const EXCEPTION_CODE: &str = "x-clickhouse-exception-code";
@@ -17,7 +18,7 @@ pub struct ClickHouseSink {
     name: String,
     client: HttpClient,
     /// Path and query of every insert.
-    target: String,
+    target: Uri,
     /// Format, compression and credentials (the password marked sensitive).
     headers: HeaderMap,
     retry: RetryPolicy,
@@ -31,7 +32,8 @@ impl ClickHouseSink {
         Ok(ClickHouseSink {
             name: cfg.name.clone(),
             client,
-            target: insert_target(&ch.endpoint.path, &ch.database, &ch.table),
+            target: request_target(&insert_target(&ch.endpoint.path, &ch.database, &ch.table))
+                .map_err(|e| BuildError::new(cfg, e))?,
             headers: headers(ch).map_err(|e| BuildError::new(cfg, e))?,
             retry: cfg.retry,
         })
@@ -58,10 +60,5 @@ impl ClickHouseSink {
 impl Sink for ClickHouseSink {
     fn send<'a>(&'a mut self, batch: SinkBatch<'a>) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.send_batch(batch))
-    }
-
-    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
-        self.client.disconnect();
-        Box::pin(async {})
     }
 }

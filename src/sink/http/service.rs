@@ -3,11 +3,12 @@
 use hyper::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
 };
+use hyper::Uri;
 
 use super::encode::ndjson;
 use crate::config::{HttpConfig, RetryPolicy, SinkConfig};
 use crate::sink::build::BuildError;
-use crate::sink::client::{gzip, HttpClient};
+use crate::sink::client::{gzip, request_target, HttpClient};
 use crate::sink::outcome::classify_http;
 use crate::sink::{BoxFuture, DeadReason, SendError, Sink, SinkBatch};
 
@@ -17,7 +18,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub struct HttpSink {
     client: HttpClient,
     /// Path and query of every request.
-    target: String,
+    target: Uri,
     /// Headers every request carries (the token marked sensitive).
     headers: HeaderMap,
     retry: RetryPolicy,
@@ -43,7 +44,7 @@ impl HttpSink {
         }
         Ok(HttpSink {
             client,
-            target: http.endpoint.path.clone(),
+            target: request_target(&http.endpoint.path).map_err(|e| BuildError::new(cfg, e))?,
             headers,
             retry: cfg.retry,
         })
@@ -70,10 +71,5 @@ impl HttpSink {
 impl Sink for HttpSink {
     fn send<'a>(&'a mut self, batch: SinkBatch<'a>) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.send_batch(batch))
-    }
-
-    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
-        self.client.disconnect();
-        Box::pin(async {})
     }
 }

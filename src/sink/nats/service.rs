@@ -1,0 +1,165 @@
+//! The running sink: one NATS connection, one JetStream context, publishes pipelined up to
+//! `max_in_flight` unacknowledged messages, and a batch is done only when every PubAck arrived.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{
+    ContextBuilder, PublishAckFuture, PublishError, PublishErrorKind,
+};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, publish::PublishAck};
+use bytes::Bytes;
+
+use super::classify;
+use super::config::{ensure_stream, is_token};
+use crate::config::{NatsConfig, SinkConfig};
+use crate::sink::build::BuildError;
+use crate::sink::{BoxFuture, DeadReason, SendError, Sink, SinkBatch};
+use crate::spool::StoredRecord;
+
+/// A JetStream sink. See the [module docs](super) for what its `Ok` means.
+pub struct NatsSink {
+    name: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subject: String,
+    max_in_flight: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSink {
+    /// Connects to `nats://<server>`, and finds, creates or checks the stream (see
+    /// [`ensure_stream`](super::config::ensure_stream)). A server that cannot be reached within the sink's
+    /// timeout, or a stream that does not fit, is a [`BuildError`].
+    pub async fn connect(cfg: &SinkConfig, nats: &NatsConfig) -> Result<NatsSink, BuildError> {
+        super::config::check_subject(&nats.subject).map_err(|m| BuildError::new(cfg, m))?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("tollgate-{}", cfg.name))
+            .connection_timeout(cfg.timeout)
+            .request_timeout(Some(cfg.timeout))
+            .connect(nats.server.as_str())
+            .await
+            .map_err(|e| BuildError::new(cfg, format!("connect nats://{}: {e}", nats.server)))?;
+        // The context's own permit pool is the same bound as ours; with backpressure a publish waits for a
+        // permit that an abandoned ack of a failed batch still holds (released after `ack_timeout`).
+        let js = ContextBuilder::new()
+            .timeout(cfg.timeout)
+            .ack_timeout(cfg.timeout)
+            .max_ack_inflight(nats.max_in_flight)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        ensure_stream(&js, cfg, nats)
+            .await
+            .map_err(|m| BuildError::new(cfg, m))?;
+        Ok(NatsSink {
+            name: cfg.name.clone(),
+            client,
+            js,
+            subject: nats.subject.clone(),
+            max_in_flight: nats.max_in_flight.max(1),
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The underlying connection (tests read the stream back through it).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    async fn send_batch(&self, records: &[StoredRecord]) -> Result<(), SendError> {
+        if let Some(i) = records
+            .iter()
+            .position(|r| !is_token(&r.site) || !valid_id(&r.event_id))
+        {
+            let detail =
+                format!("record {i}: site is not a subject token or event id is not a Nats-Msg-Id");
+            return Err(SendError::dead(DeadReason::Invalid, detail));
+        }
+        let mut pending: VecDeque<PublishAckFuture> =
+            VecDeque::with_capacity(self.max_in_flight.min(records.len()));
+        let (mut stored, mut duplicates) = (0usize, 0usize);
+        let mut count = |ack: PublishAck| {
+            stored += 1;
+            duplicates += usize::from(ack.duplicate);
+        };
+        for record in records {
+            if pending.len() >= self.max_in_flight {
+                let ack = pending.pop_front().expect("pending is full");
+                count(self.ack(ack).await?);
+            }
+            pending.push_back(self.publish(record).await?);
+        }
+        while let Some(ack) = pending.pop_front() {
+            count(self.ack(ack).await?);
+        }
+        tracing::debug!(sink = %self.name, stored, duplicates, "batch acknowledged by JetStream");
+        Ok(())
+    }
+
+    /// Publishes one record; the wait for a send slot is bounded by the sink's timeout.
+    async fn publish(&self, record: &StoredRecord) -> Result<PublishAckFuture, SendError> {
+        let subject = format!("{}.{}", self.subject, record.site);
+        let msg = PublishMessage::build()
+            .payload(Bytes::copy_from_slice(&record.payload))
+            .message_id(&record.event_id);
+        match tokio::time::timeout(self.timeout, self.js.send_publish(subject, msg)).await {
+            Ok(sent) => sent.map_err(|e| classify(&e)),
+            Err(_) => Err(classify(&PublishError::new(PublishErrorKind::TimedOut))),
+        }
+    }
+
+    /// Waits for one PubAck, at most the sink's timeout. A duplicate ack counts as stored.
+    async fn ack(&self, ack: PublishAckFuture) -> Result<PublishAck, SendError> {
+        match tokio::time::timeout(self.timeout, ack).await {
+            Ok(acked) => acked.map_err(|e| classify(&e)),
+            Err(_) => Err(classify(&PublishError::new(PublishErrorKind::TimedOut))),
+        }
+    }
+}
+
+/// A `Nats-Msg-Id` value: non-empty, no control characters (header syntax), no surrounding spaces.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.trim() == id && !id.chars().any(char::is_control)
+}
+
+impl Sink for NatsSink {
+    fn send<'a>(&'a mut self, batch: SinkBatch<'a>) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let out = self.send_batch(batch.records).await;
+            if let Err(e) = &out {
+                tracing::debug!(sink = %self.name, batch = batch.id, error = %e, "JetStream batch not stored");
+            }
+            out
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            // Nothing is buffered that is not already acknowledged; flush only releases the socket politely.
+            let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_id;
+
+    #[test]
+    fn message_ids_must_be_header_safe() {
+        assert!(valid_id("01JD3V4X7E8K9M2N5P6Q7R8S9T"));
+        for bad in ["", " a", "a ", "a\r\nX: y", "a\tb"] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+}
