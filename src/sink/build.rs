@@ -37,9 +37,6 @@ pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, BuildError> {
         }
         SinkKind::Http(http) => Ok(Box::new(super::http::HttpSink::new(cfg, http)?)),
         SinkKind::ClickHouse(ch) => Ok(Box::new(super::clickhouse::ClickHouseSink::new(cfg, ch)?)),
-        other => Err(BuildError::new(
-            cfg,
-            format!("type {:?} is not built in yet", other.type_name()),
-        )),
+        SinkKind::Nats(nats) => Ok(Box::new(super::nats::NatsSink::connect(cfg, nats).await?)),
     }
 }
