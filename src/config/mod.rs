@@ -4,6 +4,7 @@
 
 mod file;
 mod routes;
+mod sink_parts;
 mod sinks;
 mod spool_keys;
 mod tenants;

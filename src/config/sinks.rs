@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::SinkFile;
+use super::sink_parts::{endpoint, ident, is_loopback, secret, tls_files};
 use super::tenants::is_token;
 use super::validate::Errors;
 use crate::keys::Secret;
@@ -165,9 +166,9 @@ pub(super) fn sinks(
 }
 
 /// Validation helpers for one sink table.
-struct V<'a> {
-    at: &'a str,
-    errs: &'a mut Errors,
+pub(super) struct V<'a> {
+    pub(super) at: &'a str,
+    pub(super) errs: &'a mut Errors,
 }
 
 impl V<'_> {
@@ -182,7 +183,12 @@ impl V<'_> {
         v
     }
 
-    fn required<'s>(&mut self, field: &str, v: &'s Option<String>, kind: &str) -> Option<&'s str> {
+    pub(super) fn required<'s>(
+        &mut self,
+        field: &str,
+        v: &'s Option<String>,
+        kind: &str,
+    ) -> Option<&'s str> {
         if v.is_none() {
             self.errs.push(
                 format!("{}.{field}", self.at),
@@ -314,114 +320,4 @@ fn kind(s: &SinkFile, base: &Path, data_dir: &Path, v: &mut V<'_>) -> Option<Sin
             None
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Parses `http(s)://host[:port][/path]`.
-fn endpoint(v: &mut V<'_>, url: Option<&str>, kind: &str) -> Option<Endpoint> {
-    let url = v.required("url", &url.map(str::to_owned), kind)?.to_owned();
-    let parsed = parse_endpoint(&url);
-    if parsed.is_none() {
-        v.errs.push(
-            format!("{}.url", v.at),
-            format!("{url:?} is not http(s)://host[:port][/path]"),
-        );
-    }
-    parsed
-}
-
-pub(crate) fn parse_endpoint(url: &str) -> Option<Endpoint> {
-    let (https, rest) = match url.split_once("://")? {
-        ("https", r) => (true, r),
-        ("http", r) => (false, r),
-        _ => return None,
-    };
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, if https { 443 } else { 80 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('@') {
-        return None;
-    }
-    Some(Endpoint {
-        https,
-        host: host.to_owned(),
-        port,
-        path: path.to_owned(),
-    })
-}
-
-fn ident(v: &mut V<'_>, field: &str, value: &str) -> String {
-    if value.is_empty()
-        || value.len() > 64
-        || !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        v.errs.push(
-            format!("{}.{field}", v.at),
-            "must be 1-64 characters of A-Z a-z 0-9 _",
-        );
-    }
-    value.to_owned()
-}
-
-fn tls_files(s: &SinkFile, base: &Path, v: &mut V<'_>) -> TlsClientFiles {
-    let client_cert = match (&s.client_cert, &s.client_key) {
-        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
-        (None, None) => None,
-        _ => {
-            v.errs.push(
-                format!("{}.client_cert", v.at),
-                "set both client_cert and client_key, or neither",
-            );
-            None
-        }
-    };
-    let files = TlsClientFiles {
-        ca_file: s.ca_file.as_ref().map(|f| base.join(f)),
-        client_cert,
-    };
-    for path in files
-        .ca_file
-        .iter()
-        .chain(files.client_cert.iter().flat_map(|(c, k)| [c, k]))
-    {
-        if let Err(e) = std::fs::metadata(path) {
-            v.errs.push(
-                v.at.to_string(),
-                format!("cannot read {}: {e}", path.display()),
-            );
-        }
-    }
-    files
-}
-
-/// A secret from a file or an environment variable (at most one of the two).
-fn secret(
-    v: &mut V<'_>,
-    what: &str,
-    file: &Option<String>,
-    env: &Option<String>,
-    base: &Path,
-) -> Option<Secret> {
-    let loaded = match (file, env) {
-        (None, None) => return None,
-        (Some(f), None) => Secret::from_file(&base.join(f)),
-        (None, Some(e)) => Secret::from_env(e),
-        (Some(_), Some(_)) => Err(format!("set {what}_file or {what}_env, not both")),
-    };
-    loaded
-        .map_err(|e| v.errs.push(format!("{}.{what}", v.at), e))
-        .ok()
 }

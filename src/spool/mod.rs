@@ -19,6 +19,7 @@
 //!
 //! Layout of the directory: `seg-{n:020}.log` segments, `cursors/<consumer>`, `quarantine/`, `LOCK`.
 
+mod active;
 mod cipher;
 mod cursor;
 mod fsutil;
@@ -346,14 +347,29 @@ pub struct BenchFramer {
 impl BenchFramer {
     pub fn new(keys: Option<&SpoolKeys>) -> Self {
         let seal = keys.map(|k| k.active().for_segment(&[7u8; cipher::SALT_LEN], 1));
-        Self { seal, body: Vec::new(), seq: 0 }
+        Self {
+            seal,
+            body: Vec::new(),
+            seq: 0,
+        }
     }
 
     pub fn frame(&mut self, events: &[MinimizedEvent], out: &mut Vec<u8>) {
         for e in events {
             self.body.clear();
-            record::encode_into(&mut self.body, e.site(), e.event_id(), e.received_ms(), e.route(), e.record());
-            let tag = if self.seal.is_some() { cipher::TAG_LEN } else { 0 };
+            record::encode_into(
+                &mut self.body,
+                e.site(),
+                e.event_id(),
+                e.received_ms(),
+                e.route(),
+                e.record(),
+            );
+            let tag = if self.seal.is_some() {
+                cipher::TAG_LEN
+            } else {
+                0
+            };
             let header = segment::frame_header(self.body.len() + tag, self.seq);
             if let Some(c) = &self.seal {
                 c.seal(self.seq, segment::aad(&header), &mut self.body);
