@@ -18,6 +18,9 @@ pub mod metrics;
 pub mod nats;
 pub mod outcome;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::pin::Pin;
 
