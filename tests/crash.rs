@@ -1,8 +1,13 @@
 //! The real binary under repeated SIGKILL while clients post: every event that got a 204 is, at the end,
-//! either still in the spool or in the file sink's output (at-least-once, duplicates allowed), while
-//! segments rotate and get reclaimed between the crashes. Replay a failure with `TOLLGATE_CRASH_SEED=<seed>`.
+//! either still in the spool or in the file sink's output (at-least-once, duplicates allowed), and in the
+//! JetStream stream of a real nats-server (`support/nats.rs`) exactly once (re-sends after a crash are
+//! dropped by `Nats-Msg-Id`), while segments rotate and get reclaimed between the crashes. Replay a failure
+//! with `TOLLGATE_CRASH_SEED=<seed>`.
 
 mod common;
+#[path = "support/nats.rs"]
+#[allow(dead_code)]
+mod nats;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +25,7 @@ use serde_json::json;
 
 use common::proc::Proc;
 use common::{dump, event, Fixture, Proto};
+use nats::{Server, StreamReader, Tap};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,6 +33,16 @@ const ROUNDS: u32 = 20;
 const CLIENTS: usize = 4;
 const SINK: &str =
     "[[sinks]]\nname = \"file\"\ntype = \"file\"\ndir = \"out\"\nbatch_events = 50\n";
+const STREAM: &str = "TOLLGATE";
+
+/// A `js` sink on `server` that creates its stream, with batches as small as the file sink's.
+fn nats_sink(server: &Server) -> String {
+    format!(
+        "[[sinks]]\nname = \"js\"\ntype = \"nats\"\nurl = \"{}\"\nstream = \"{STREAM}\"\n\
+         create_stream = true\nbatch_events = 50\n",
+        server.url()
+    )
+}
 
 /// xorshift64: small, seedable, good enough to pick delays and batch sizes.
 struct Rng(u64);
@@ -268,39 +284,67 @@ struct Final {
     /// Records left in the spool, and acknowledged ids found only there.
     spooled: usize,
     only_spooled: usize,
-    /// Acknowledged ids found nowhere, and ids found that were never sent.
+    /// Acknowledged ids found nowhere (neither output nor spool), and ids found that were never sent.
     lost: Vec<String>,
     unknown: Vec<String>,
+    /// Messages in the stream (every copy), distinct ids among them, acknowledged ids not in it (yet).
+    js_messages: u64,
+    js_distinct: usize,
+    js_missing: Vec<String>,
+    /// Acknowledged ids neither in the stream nor in the spool.
+    js_lost: Vec<String>,
 }
 
 impl Final {
-    fn read(fx: &Fixture, sent: &HashSet<String>, acked: &[String]) -> Final {
+    /// What the sink's output, the spool and `stream` (as of its last `catch_up`) hold.
+    fn read(
+        fx: &Fixture,
+        sent: &HashSet<String>,
+        acked: &[String],
+        stream: &StreamReader,
+    ) -> Final {
         let output = ids(&output_records(fx));
         let spooled = ids(&dump(fx));
         let delivered: HashSet<&String> = output.iter().collect();
+        let in_spool: HashSet<&String> = spooled.iter().collect();
         let found: HashSet<&String> = output.iter().chain(&spooled).collect();
+        let missing = |have: &dyn Fn(&String) -> bool| -> Vec<String> {
+            acked.iter().filter(|id| !have(id)).cloned().collect()
+        };
+        let js = &stream.by_id;
         Final {
             lines: output.len(),
             distinct: delivered.len(),
             spooled: spooled.len(),
             only_spooled: acked.iter().filter(|id| !delivered.contains(id)).count(),
-            lost: acked
-                .iter()
-                .filter(|id| !found.contains(id))
-                .cloned()
-                .collect(),
+            lost: missing(&|id| found.contains(id)),
             unknown: found
                 .into_iter()
+                .chain(js.keys())
                 .filter(|id| !sent.contains(*id))
                 .cloned()
                 .collect(),
+            js_messages: stream.info().state.messages,
+            js_distinct: js.len(),
+            js_missing: missing(&|id| js.contains_key(id)),
+            js_lost: missing(&|id| js.contains_key(id) || in_spool.contains(id)),
         }
     }
 }
 
-/// Starts once more without load, waits (at most 30 s) until every acknowledged id is in the output, and
-/// stops with SIGTERM; how long it took and the process's log.
-async fn drain(fx: &Fixture, acked: &[String]) -> (Duration, String) {
+/// Fails with the seed and a sample if `ids` is not empty.
+fn assert_none(ids: &[String], what: &str, seed: u64) {
+    assert!(
+        ids.is_empty(),
+        "seed {seed}: {} acknowledged id(s) {what}, e.g. {:?}",
+        ids.len(),
+        &ids[..ids.len().min(10)]
+    );
+}
+
+/// Starts once more without load, waits (at most 30 s) until every acknowledged id is in the output and
+/// in the stream, and stops with SIGTERM; how long it took and the process's log.
+async fn drain(fx: &Fixture, acked: &[String], stream: &mut StreamReader) -> (Duration, String) {
     let started = Instant::now();
     let mut p = tokio::task::block_in_place(|| Proc::start(&fx.config_path()));
     // A served handshake shows startup is over: `main.rs` installs its SIGTERM handler only after the
@@ -310,7 +354,10 @@ async fn drain(fx: &Fixture, acked: &[String]) -> (Duration, String) {
     while started.elapsed() < Duration::from_secs(30) {
         let out: HashSet<String> = ids(&output_records(fx)).into_iter().collect();
         if want.iter().all(|id| out.contains(*id)) {
-            break;
+            stream.catch_up().await;
+            if want.iter().all(|id| stream.by_id.contains_key(*id)) {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -328,9 +375,13 @@ async fn every_acknowledged_event_survives_20_sigkills() {
     eprintln!("crash test seed {seed} (replay: TOLLGATE_CRASH_SEED={seed})");
     let fx = Fixture::new(SINK);
     fx.edit_config(|t| t.replacen("[spool]\n", "[spool]\nsegment_bytes = 65536\n", 1));
+    // One nats-server for the whole test, its store in the test's dir; it is never killed.
+    let server = Server::start(fx.dir.path(), "nats", None);
+    fx.edit_config(|t| t + &nats_sink(&server));
+    let tap = Tap::start(&server.addr(), "tollgate.events.>");
 
     let (mut sent, mut acked, mut highest_seg) = (HashSet::new(), Vec::new(), 0);
-    let mut logs = LogSummary::default();
+    let (mut logs, mut stream, mut js_waiting) = (LogSummary::default(), None, 0);
     for round in 0..ROUNDS {
         let (tallies, log) = crash_round(&fx, round, &mut rng).await;
         logs.add(&log);
@@ -340,24 +391,40 @@ async fn every_acknowledged_event_survives_20_sigkills() {
             acked.extend(t.acked);
         }
         highest_seg = highest_seg.max(segments(&fx).last().copied().unwrap_or(0));
-        let lost = Final::read(&fx, &sent, &acked).lost;
-        assert!(
-            lost.is_empty(),
-            "seed {seed}, after round {round}: {} acknowledged id(s) lost, e.g. {:?}",
-            lost.len(),
-            &lost[..lost.len().min(10)]
+        // The first process created the stream.
+        let stream = match &mut stream {
+            Some(s) => s,
+            None => stream.insert(StreamReader::open(&server.addr(), STREAM).await),
+        };
+        stream.catch_up().await;
+        let r = Final::read(&fx, &sent, &acked, stream);
+        assert_none(&r.lost, &format!("lost after round {round}"), seed);
+        assert_none(
+            &r.js_lost,
+            &format!("neither in the stream nor spooled after round {round}"),
+            seed,
         );
+        assert_eq!(
+            r.js_messages, r.js_distinct as u64,
+            "seed {seed}, round {round}: a re-sent event was stored twice in the stream"
+        );
+        js_waiting = js_waiting.max(r.js_missing.len());
     }
-    let (drain_time, log) = drain(&fx, &acked).await;
+    let mut stream = stream.expect("at least one round");
+    let (drain_time, log) = drain(&fx, &acked, &mut stream).await;
     logs.add(&log);
 
-    let r = Final::read(&fx, &sent, &acked);
+    stream.catch_up().await;
+    let r = Final::read(&fx, &sent, &acked, &stream);
+    let (published, _) = tap.published();
     let left = segments(&fx);
     let deleted = highest_seg.max(left.last().copied().unwrap_or(0)) - left.len() as u64;
     eprintln!(
         "crash summary: seed {seed}, rounds {ROUNDS}, sent {}, acked {}, delivered {} lines ({} distinct), \
          duplicates {}, acked only in spool {}, still spooled {}, segments deleted {deleted} (left {left:?}), \
-         torn tails {}, corrupt records {}, drain {drain_time:?}, total {:?}",
+         torn tails {}, corrupt records {}; nats stream {} messages ({} distinct ids), acked missing from it {}, \
+         {published} publishes (re-sent copies dropped by Nats-Msg-Id {}), \
+         most acked waiting for it in the spool after a kill {js_waiting}; drain {drain_time:?}, total {:?}",
         sent.len(),
         acked.len(),
         r.lines,
@@ -367,16 +434,25 @@ async fn every_acknowledged_event_survives_20_sigkills() {
         r.spooled,
         logs.torn_tails,
         logs.corrupt_records,
+        r.js_messages,
+        r.js_distinct,
+        r.js_missing.len(),
+        published.saturating_sub(r.js_messages as usize),
         started.elapsed()
     );
     for l in &logs.notable {
         eprintln!("crash log: {l}");
     }
-    assert!(
-        r.lost.is_empty(),
-        "seed {seed}: {} acknowledged id(s) lost, e.g. {:?}",
-        r.lost.len(),
-        &r.lost[..r.lost.len().min(10)]
+    assert_none(&r.lost, "lost", seed);
+    assert_none(&r.js_missing, "not in the stream after the drain", seed);
+    assert_eq!(
+        stream.messages(),
+        r.js_messages,
+        "every message of the stream read"
+    );
+    assert_eq!(
+        r.js_messages, r.js_distinct as u64,
+        "seed {seed}: an event was stored twice in the stream"
     );
     assert_eq!(logs.corrupt_records, 0, "SIGKILL alone damaged records");
     assert!(r.unknown.is_empty(), "ids never sent: {:?}", r.unknown);

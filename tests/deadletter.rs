@@ -48,10 +48,24 @@ fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Polls `done` every 10 ms until it holds; panics after `limit`.
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+/// Waits until the counter reaches `want` (a sink counts a batch only after the downstream's answer, a little
+/// after the downstream shows it), then requires exactly `want`: no batch was counted twice.
+async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: usize) {
+    let what = format!("{name}{labels:?} = {want}");
+    wait_for(&what, Duration::from_secs(10), || {
+        metric(running, name, labels) >= want as f64
+    })
+    .await;
+    assert_eq!(metric(running, name, labels), want as f64, "{what}");
+}
+
+/// Polls `done` every 10 ms until it holds; panics after `limit`. Returns when it first held.
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Instant {
     let deadline = Instant::now() + limit;
-    while !done() {
+    loop {
+        if done() {
+            return Instant::now();
+        }
         assert!(
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
@@ -197,10 +211,13 @@ async fn a_refused_batch_is_dead_lettered_counted_and_replayed() {
         later,
         "later events once, the dead-lettered ones not again"
     );
-    assert_eq!(
-        metric(&running, "tollgate_sink_events_total", &[("sink", "up")]),
-        later.len() as f64
-    );
+    counted(
+        &running,
+        "tollgate_sink_events_total",
+        &[("sink", "up")],
+        later.len(),
+    )
+    .await;
     assert_eq!(
         metric(&running, "tollgate_sink_dead_letters_total", &refused_label),
         1.0
@@ -247,4 +264,62 @@ async fn a_refused_batch_is_dead_lettered_counted_and_replayed() {
         "the replay keeps the batch's Idempotency-Key"
     );
     assert_eq!(ids, refused, "exactly the dead-lettered ids");
+}
+
+/// A dead letter that cannot be written is not a reason to drop the batch, nor to hammer the upstream: the
+/// batch is tried again after the backoff, and dead-lettered once the directory is writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_that_cannot_be_written_keeps_the_batch_and_backs_off() {
+    let pki = DevPki::generate().unwrap();
+    let up = Upstream::start(&pki, None, true).await;
+    up.set(Mode::Status(400));
+    let fx = Fixture::new(&format!(
+        "[[sinks]]\nname = \"up\"\ntype = \"http\"\nurl = \"https://localhost:{}/ingest\"\n\
+         ca_file = \"up-ca.pem\"\nbatch_age_ms = 20\nretry_base_ms = 200\nretry_cap_ms = 1000\n",
+        up.addr.port()
+    ));
+    std::fs::write(fx.dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    // The sink's dead-letter directory cannot be created: a file is in its place.
+    let blocker = fx.dir.path().join("data/deadletter/up");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let running = fx.start().await;
+    let ids: Vec<String> = (0..3).map(|i| format!("kept-{i}")).collect();
+    post(&running, &fx, Proto::H1, &ids).await;
+    let attempts = || up.seen.lock().unwrap().len();
+    let first = wait_for("the first attempt", Duration::from_secs(10), || {
+        attempts() >= 1
+    })
+    .await;
+    let sixth = wait_for("five more attempts", Duration::from_secs(30), || {
+        attempts() >= 6
+    })
+    .await;
+    // Five backoffs of base 200 ms with full jitter: below 150 ms together with odds of about 1e-5.
+    assert!(
+        sixth - first >= Duration::from_millis(150),
+        "six attempts in {:?}: no backoff after a dead letter could not be written",
+        sixth - first
+    );
+    assert_eq!(
+        metric(
+            &running,
+            "tollgate_sink_dead_letters_total",
+            &[("sink", "up")]
+        ),
+        0.0
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    wait_for("the dead letter", Duration::from_secs(30), || {
+        metric(
+            &running,
+            "tollgate_sink_dead_letters_total",
+            &[("sink", "up")],
+        ) >= 1.0
+    })
+    .await;
+    let letters = files(&blocker);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    running.stop().await.unwrap();
 }

@@ -1,13 +1,15 @@
 //! The `nats` sink against real nats-server processes (the Debian package, 2.9.10): each test starts its own
 //! servers on free loopback ports in a temp dir and kills them by PID (a `Drop` guard).
 
+#[path = "support/nats.rs"]
+#[allow(dead_code)]
+mod nats;
+
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
+use nats::{free_port, read_stream, Server, Stored};
 use tollgate::config::{BatchLimits, NatsConfig, RetryPolicy, SinkConfig, SinkKind};
 use tollgate::sink::nats::NatsSink;
 use tollgate::sink::{DeadReason, SendError, Sink, SinkBatch};
@@ -15,102 +17,6 @@ use tollgate::spool::{Route, StoredRecord};
 
 const STREAM: &str = "TOLLGATE";
 const TIMEOUT: Duration = Duration::from_secs(1);
-
-fn nats_server_bin() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/bin".into()]);
-    dirs.find(|d| d.join("nats-server").is_file())
-        .map(|d| d.join("nats-server"))
-        .expect("nats-server is not installed: run tests/run.sh (installs the Debian package nats-server)")
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// One nats-server process; killed (SIGKILL) when dropped.
-struct Server {
-    name: String,
-    port: u16,
-    conf: PathBuf,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Server {
-    /// Writes `<dir>/<name>.conf` (JetStream under `<dir>/<name>`, cluster routes if any) and starts it.
-    fn start(dir: &Path, name: &str, cluster: Option<(u16, Vec<u16>)>) -> Server {
-        let port = free_port();
-        let store = dir.join(name);
-        let mut conf = format!(
-            "server_name: {name}\nlisten: 127.0.0.1:{port}\njetstream {{ store_dir: {store:?} }}\n"
-        );
-        if let Some((listen, peers)) = cluster {
-            let routes: Vec<_> = peers
-                .iter()
-                .map(|p| format!("nats-route://127.0.0.1:{p}"))
-                .collect();
-            let routes = routes.join(", ");
-            conf += &format!(
-                "cluster {{ name: tg, listen: 127.0.0.1:{listen}, routes: [{routes}] }}\n"
-            );
-        }
-        let conf_path = dir.join(format!("{name}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let (name, child, starts) = (name.to_owned(), None, 0);
-        let mut server = Server {
-            name,
-            port,
-            conf: conf_path,
-            child,
-            starts,
-        };
-        server.restart();
-        server
-    }
-
-    /// Starts the process (same port, same store dir) and waits for "Server is ready" in its log.
-    fn restart(&mut self) {
-        self.starts += 1;
-        let log = self.conf.with_extension(format!("{}.log", self.starts));
-        let mut cmd = Command::new(nats_server_bin());
-        cmd.arg("-c").arg(&self.conf).stdout(Stdio::null());
-        let child = cmd.stderr(std::fs::File::create(&log).unwrap()).spawn();
-        let child = self.child.insert(child.expect("spawn nats-server"));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Server is ready") {
-                return;
-            }
-            let running = child.try_wait().unwrap().is_none();
-            assert!(
-                running && Instant::now() < deadline,
-                "{} did not start: {text}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn sink_config(server: &str, replicas: usize, create_stream: bool) -> (SinkConfig, NatsConfig) {
     let (subject, stream) = ("tollgate.events".into(), STREAM.into());
@@ -178,39 +84,17 @@ fn is_dead_invalid(e: &SendError) -> bool {
     matches!(e, SendError::Dead { reason, .. } if *reason == DeadReason::Invalid)
 }
 
-/// `event_id` (from `Nats-Msg-Id`) → (subject, payload, copies in the stream).
-type Stored = HashMap<String, (String, Vec<u8>, usize)>;
-
-async fn stored(addr: &str) -> Stored {
-    let js = jetstream::new(async_nats::connect(addr).await.unwrap());
-    let mut stream = js.get_stream(STREAM).await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut out = Stored::new();
-    for seq in state.first_sequence..=state.last_sequence {
-        let Ok(m) = stream.get_raw_message(seq).await else {
-            continue;
-        };
-        let id = m
-            .headers
-            .get("Nats-Msg-Id")
-            .expect("Nats-Msg-Id")
-            .to_string();
-        let entry = out
-            .entry(id)
-            .or_insert((m.subject.to_string(), m.payload.to_vec(), 0));
-        entry.2 += 1;
-    }
-    let copies: usize = out.values().map(|e| e.2).sum();
-    assert_eq!(copies as u64, state.messages);
-    out
+/// `event_id` (from `Nats-Msg-Id`) → what the stream holds for it.
+async fn stored(addr: &str) -> HashMap<String, Stored> {
+    read_stream(addr, STREAM).await
 }
 
-fn assert_each_once(got: &Stored, sent: &[StoredRecord]) {
+fn assert_each_once(got: &HashMap<String, Stored>, sent: &[StoredRecord]) {
     assert_eq!(got.len(), sent.len(), "distinct ids in the stream");
     for r in sent {
-        let (subject, payload, copies) = &got[&r.event_id];
-        assert_eq!(subject, &format!("tollgate.events.{}", r.site));
-        assert_eq!((payload, *copies), (&r.payload, 1), "{}", r.event_id);
+        let s = &got[&r.event_id];
+        assert_eq!(s.subject, format!("tollgate.events.{}", r.site));
+        assert_eq!((&s.payload, s.copies), (&r.payload, 1), "{}", r.event_id);
     }
 }
 

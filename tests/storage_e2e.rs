@@ -94,6 +94,17 @@ fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Waits until the counter reaches `want` (a sink counts a batch only after the downstream's answer, a little
+/// after the downstream shows it), then requires exactly `want`: no batch was counted twice.
+async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: usize) {
+    let what = format!("{name}{labels:?} = {want}");
+    wait_for(&what, Duration::from_secs(10), || {
+        metric(running, name, labels) >= want as f64
+    })
+    .await;
+    assert_eq!(metric(running, name, labels), want as f64, "{what}");
+}
+
 /// Polls `done` every 10 ms until it holds; panics after `limit`. Returns when it first held.
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Instant {
     let deadline = Instant::now() + limit;
@@ -224,11 +235,13 @@ async fn every_acknowledged_event_reaches_clickhouse_and_the_file_sink_once() {
     }
     // Nothing was sent twice on a healthy path: each sink counted each event once.
     for sink in ["ch", "file"] {
-        assert_eq!(
-            metric(&running, "tollgate_sink_events_total", &[("sink", sink)]),
-            200.0,
-            "{sink}"
-        );
+        counted(
+            &running,
+            "tollgate_sink_events_total",
+            &[("sink", sink)],
+            200,
+        )
+        .await;
         assert_eq!(
             metric(&running, "tollgate_sink_retries_total", &[("sink", sink)]),
             0.0,
@@ -328,10 +341,13 @@ async fn a_clickhouse_outage_delays_but_loses_nothing_and_the_file_sink_keeps_fl
         metric(&running, "tollgate_sink_circuit_state", &ch_label) == 0.0
     })
     .await;
-    assert_eq!(
-        metric(&running, "tollgate_sink_events_total", &ch_label),
-        acked.len() as f64
-    );
+    counted(
+        &running,
+        "tollgate_sink_events_total",
+        &ch_label,
+        acked.len(),
+    )
+    .await;
     running.stop().await.unwrap();
 }
 
@@ -441,10 +457,13 @@ async fn an_upstream_failing_with_500s_timeouts_and_429_loses_nothing() {
     delivered.sort();
     assert_eq!(delivered, acked, "every acknowledged id, once");
     drop(seen);
-    assert_eq!(
-        metric(&running, "tollgate_sink_events_total", &[("sink", "up")]),
-        acked.len() as f64
-    );
+    counted(
+        &running,
+        "tollgate_sink_events_total",
+        &[("sink", "up")],
+        acked.len(),
+    )
+    .await;
     assert_eq!(
         metric(
             &running,
@@ -453,5 +472,55 @@ async fn an_upstream_failing_with_500s_timeouts_and_429_loses_nothing() {
         ),
         0.0
     );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_retried_across_a_restart_keeps_its_idempotency_key_and_its_events() {
+    let pki = DevPki::generate().unwrap();
+    let up = Upstream::start(&pki, None, true).await;
+    // The upstream takes the first attempt but its answer never arrives (a lost 200).
+    up.set(Mode::Hang);
+    let fx = Fixture::new(&format!(
+        "[[sinks]]\nname = \"up\"\ntype = \"http\"\nurl = \"https://localhost:{}/ingest\"\n\
+         ca_file = \"up-ca.pem\"\nbatch_age_ms = 20\nretry_base_ms = 10\n\
+         retry_cap_ms = 100\ntimeout_ms = 300\n",
+        up.addr.port()
+    ));
+    std::fs::write(fx.dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    let running = fx.start().await;
+    let one = |tag: &str| -> Vec<String> { (0..3).map(|i| format!("{tag}-{i}")).collect() };
+    let (first, second) = (one("first"), one("second"));
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    let body = |ids: &[String]| Value::Array(ids.iter().map(|id| event(id)).collect()).to_string();
+    assert_eq!(c.post("application/json", body(&first)).await.status, 204);
+    wait_for("the first attempt", Duration::from_secs(10), || {
+        !up.seen.lock().unwrap().is_empty()
+    })
+    .await;
+    // More events are acknowledged while that batch is retried; then the gateway restarts (a deploy).
+    assert_eq!(c.post("application/json", body(&second)).await.status, 204);
+    drop(c);
+    running.stop().await.unwrap();
+    up.set(Mode::Ok);
+    let running = fx.start().await;
+    wait_for("every event upstream", Duration::from_secs(10), || {
+        let seen = up.seen.lock().unwrap();
+        let got: BTreeSet<String> = seen.iter().flat_map(|s| batch_of(s).1).collect();
+        first.iter().chain(&second).all(|id| got.contains(id))
+    })
+    .await;
+    let seen = up.seen.lock().unwrap();
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, ids) in seen.iter().map(batch_of) {
+        if let Some(before) = by_key.insert(key.clone(), ids.clone()) {
+            // An upstream that stores a key once keeps `before` and drops the rest of `ids`.
+            assert_eq!(
+                before, ids,
+                "Idempotency-Key {key} names two different batches"
+            );
+        }
+    }
+    drop(seen);
     running.stop().await.unwrap();
 }
