@@ -439,3 +439,32 @@ async fn a_nats_outage_delays_but_loses_nothing_and_the_file_sink_keeps_flowing(
     );
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_starts_and_ingests_while_nats_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), "n0", None);
+    server.kill();
+    let fx = fixture(&server, "retry_cap_ms = 200\ntimeout_ms = 1000\n");
+    // A restart during a NATS outage must not take ingest (or the file sink) down with it.
+    let running = fx.start().await;
+    let acked = post(&running, &fx, "down", 10, 2).await;
+    let files = Deadline::new("the file sink during the outage", Duration::from_secs(20));
+    while file_ids(&fx) != acked {
+        files.tick().await;
+    }
+    assert!(
+        js(&running, "tollgate_sink_retries_total") >= 1.0,
+        "the js sink retries"
+    );
+    tokio::task::block_in_place(|| server.restart());
+    // The sink connects and creates its stream on its next attempt.
+    let arrived = Deadline::new("the js sink after NATS came up", Duration::from_secs(30));
+    while js(&running, "tollgate_sink_events_total") < acked.len() as f64 {
+        arrived.tick().await;
+    }
+    let mut stream = StreamReader::open(&server.addr(), STREAM).await;
+    stream.catch_up().await;
+    assert_stream_holds_each_once(&running, &stream, &acked);
+    running.stop().await.unwrap();
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::{Config, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 
@@ -68,28 +68,53 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     cfg: &SinkConfig,
     nats: &NatsConfig,
-) -> Result<(), String> {
+) -> Result<(), StreamProblem> {
     let info = match js.get_stream(&nats.stream).await {
         Ok(stream) => stream.cached_info().clone(),
         Err(e) => match e.kind() {
             GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
                 if !nats.create_stream {
-                    return Err(format!(
+                    return Err(StreamProblem::Unfit(format!(
                         "stream {:?} does not exist (and create_stream is off)",
                         nats.stream
-                    ));
+                    )));
                 }
                 let created = js
                     .create_stream(stream_config(cfg, nats))
                     .await
-                    .map_err(|e| format!("create stream {:?}: {e}", nats.stream))?;
+                    .map_err(|e| {
+                        let m = format!("create stream {:?}: {e}", nats.stream);
+                        match e.kind() {
+                            CreateStreamErrorKind::JetStream(_)
+                            | CreateStreamErrorKind::InvalidStreamName
+                            | CreateStreamErrorKind::EmptyStreamName
+                            | CreateStreamErrorKind::DomainAndExternalSet => {
+                                StreamProblem::Unfit(m)
+                            }
+                            _ => StreamProblem::Unreached(m),
+                        }
+                    })?;
                 tracing::info!(sink = %cfg.name, stream = %nats.stream, "created JetStream stream");
                 created.cached_info().clone()
             }
-            _ => return Err(format!("look up stream {:?}: {e}", nats.stream)),
+            _ => {
+                return Err(StreamProblem::Unreached(format!(
+                    "look up stream {:?}: {e}",
+                    nats.stream
+                )))
+            }
         },
     };
-    verify(&info.config, cfg, nats)
+    verify(&info.config, cfg, nats).map_err(StreamProblem::Unfit)
+}
+
+/// Why the stream is not usable yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamProblem {
+    /// The server (or its JetStream) did not answer: try again later.
+    Unreached(String),
+    /// The stream does not fit the sink's settings, or cannot be created: an operator must act.
+    Unfit(String),
 }
 
 /// Checks an existing stream. With `create_stream` the sink owns the stream's shape, so replicas, storage and

@@ -12,20 +12,27 @@ use async_nats::jetstream::{self, publish::PublishAck};
 use bytes::Bytes;
 
 use super::classify;
-use super::config::{ensure_stream, is_token};
+use super::config::{ensure_stream, is_token, StreamProblem};
 use crate::config::{NatsConfig, SinkConfig};
 use crate::sink::build::BuildError;
-use crate::sink::{BoxFuture, DeadReason, SendError, Sink, SinkBatch};
+use crate::sink::{BoxFuture, DeadReason, RetryReason, SendError, Sink, SinkBatch};
 use crate::spool::StoredRecord;
 
 /// A JetStream sink. See the [module docs](super) for what its `Ok` means.
 pub struct NatsSink {
     name: String,
-    client: async_nats::Client,
-    js: jetstream::Context,
+    cfg: SinkConfig,
+    nats: NatsConfig,
+    /// `None` until the server was reached (a gateway starts, and ingests, while NATS is down).
+    conn: Option<Connected>,
     subject: String,
     max_in_flight: usize,
     timeout: Duration,
+}
+
+struct Connected {
+    client: async_nats::Client,
+    js: jetstream::Context,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -38,18 +45,44 @@ impl std::fmt::Debug for NatsSink {
 }
 
 impl NatsSink {
-    /// Connects to `nats://<server>`, and finds, creates or checks the stream (see
-    /// [`ensure_stream`](super::config::ensure_stream)). A server that cannot be reached within the sink's
-    /// timeout, or a stream that does not fit, is a [`BuildError`].
+    /// Checks the subject and tries to connect to `nats://<server>` and find, create or check the stream
+    /// (see [`ensure_stream`](super::config::ensure_stream)). A stream that does not fit is a
+    /// [`BuildError`]; a server that cannot be reached is not: the gateway starts and ingests anyway, and
+    /// the sink connects on its first batch (a retry with reason `connect` until the server is back).
     pub async fn connect(cfg: &SinkConfig, nats: &NatsConfig) -> Result<NatsSink, BuildError> {
         super::config::check_subject(&nats.subject).map_err(|m| BuildError::new(cfg, m))?;
+        let mut sink = NatsSink {
+            name: cfg.name.clone(),
+            cfg: cfg.clone(),
+            nats: nats.clone(),
+            conn: None,
+            subject: nats.subject.clone(),
+            max_in_flight: nats.max_in_flight.max(1),
+            timeout: cfg.timeout,
+        };
+        match sink.ensure_connected().await {
+            Ok(()) => {}
+            Err(Unreached::Connect(e)) => {
+                tracing::warn!(sink = %cfg.name, error = %e, "nats: server not reachable at start; will retry");
+            }
+            Err(Unreached::Stream(m)) => return Err(BuildError::new(cfg, m)),
+        }
+        Ok(sink)
+    }
+
+    /// Connects and checks the stream unless already connected.
+    async fn ensure_connected(&mut self) -> Result<(), Unreached> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let (cfg, nats) = (&self.cfg, &self.nats);
         let client = async_nats::ConnectOptions::new()
             .name(format!("tollgate-{}", cfg.name))
             .connection_timeout(cfg.timeout)
             .request_timeout(Some(cfg.timeout))
             .connect(nats.server.as_str())
             .await
-            .map_err(|e| BuildError::new(cfg, format!("connect nats://{}: {e}", nats.server)))?;
+            .map_err(|e| Unreached::Connect(format!("connect nats://{}: {e}", nats.server)))?;
         // The context's own permit pool is the same bound as ours; with backpressure a publish waits for a
         // permit that an abandoned ack of a failed batch still holds (released after `ack_timeout`).
         let js = ContextBuilder::new()
@@ -58,25 +91,29 @@ impl NatsSink {
             .max_ack_inflight(nats.max_in_flight)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        ensure_stream(&js, cfg, nats)
-            .await
-            .map_err(|m| BuildError::new(cfg, m))?;
-        Ok(NatsSink {
-            name: cfg.name.clone(),
-            client,
-            js,
-            subject: nats.subject.clone(),
-            max_in_flight: nats.max_in_flight.max(1),
-            timeout: cfg.timeout,
-        })
+        match ensure_stream(&js, cfg, nats).await {
+            Ok(()) => {}
+            Err(StreamProblem::Unreached(m)) => return Err(Unreached::Connect(m)),
+            Err(StreamProblem::Unfit(m)) => return Err(Unreached::Stream(m)),
+        }
+        self.conn = Some(Connected { client, js });
+        Ok(())
     }
 
-    /// The underlying connection (tests read the stream back through it).
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
+    /// The underlying connection, once connected (tests read the stream back through it).
+    pub fn client(&self) -> Option<&async_nats::Client> {
+        self.conn.as_ref().map(|c| &c.client)
     }
 
-    async fn send_batch(&self, records: &[StoredRecord]) -> Result<(), SendError> {
+    async fn send_batch(&mut self, records: &[StoredRecord]) -> Result<(), SendError> {
+        match self.ensure_connected().await {
+            Ok(()) => {}
+            Err(Unreached::Connect(e)) => return Err(SendError::retry(RetryReason::Connect, e)),
+            Err(Unreached::Stream(m)) => {
+                tracing::error!(sink = %self.name, problem = %m, "nats: the stream does not fit the sink's settings");
+                return Err(SendError::retry(RetryReason::Server, m));
+            }
+        }
         if let Some(i) = records
             .iter()
             .position(|r| !is_token(&r.site) || !valid_id(&r.event_id))
@@ -112,7 +149,8 @@ impl NatsSink {
         let msg = PublishMessage::build()
             .payload(Bytes::copy_from_slice(&record.payload))
             .message_id(&record.event_id);
-        match tokio::time::timeout(self.timeout, self.js.send_publish(subject, msg)).await {
+        let js = &self.conn.as_ref().expect("connected before publishing").js;
+        match tokio::time::timeout(self.timeout, js.send_publish(subject, msg)).await {
             Ok(sent) => sent.map_err(|e| classify(&e)),
             Err(_) => Err(classify(&PublishError::new(PublishErrorKind::TimedOut))),
         }
@@ -125,6 +163,14 @@ impl NatsSink {
             Err(_) => Err(classify(&PublishError::new(PublishErrorKind::TimedOut))),
         }
     }
+}
+
+/// Why the sink is not connected.
+enum Unreached {
+    /// The server did not answer (or has no JetStream yet): retry later.
+    Connect(String),
+    /// The stream exists but does not fit, or cannot be created: an operator must act.
+    Stream(String),
 }
 
 /// A `Nats-Msg-Id` value: non-empty, no control characters (header syntax), no surrounding spaces.
@@ -146,7 +192,9 @@ impl Sink for NatsSink {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             // Nothing is buffered that is not already acknowledged; flush only releases the socket politely.
-            let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
+            if let Some(c) = &self.conn {
+                let _ = tokio::time::timeout(self.timeout, c.client.flush()).await;
+            }
         })
     }
 }
