@@ -2,3 +2,4 @@
 //! join here as their own stages.
 
 pub mod access;
+pub mod ratelimit;

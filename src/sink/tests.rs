@@ -176,20 +176,21 @@ async fn retries_keep_the_batch_and_its_id_and_the_cursor_waits() {
             .push_back(retry(RetryReason::Throttled, Some(Duration::from_secs(7))));
     }
     rig.run_until(5, |s| s.stored.len() >= 5).await;
-    let s = rig.script.lock().unwrap();
-    assert_eq!(
-        s.attempts[..6],
-        vec![s.attempts[0].clone(); 6],
-        "5 failures then stored, same id and records on every retry: {:?}",
-        s.attempts
-    );
-    assert_ne!(
-        s.attempts.get(6),
-        Some(&s.attempts[0]),
-        "not sent again once stored"
-    );
-    assert_eq!(s.stored[..5], ["e0", "e1", "e2", "e3", "e4"]);
-    drop(s);
+    {
+        let s = rig.script.lock().unwrap();
+        assert_eq!(
+            s.attempts[..6],
+            vec![s.attempts[0].clone(); 6],
+            "5 failures then stored, same id and records on every retry: {:?}",
+            s.attempts
+        );
+        assert_ne!(
+            s.attempts.get(6),
+            Some(&s.attempts[0]),
+            "not sent again once stored"
+        );
+        assert_eq!(s.stored[..5], ["e0", "e1", "e2", "e3", "e4"]);
+    }
     assert_eq!(
         rig.metric("tollgate_sink_retries_total", Some(("reason", "server"))),
         4.0
