@@ -23,6 +23,17 @@ use upstream::{Mode, Upstream};
 /// unless the dead letter is encrypted.
 const MARKER: &str = "PLAINTEXT-MARKER-5e1d";
 
+/// A gateway config with one `http` sink named `up` posting to `up` (trusting its CA); `extra` adds keys.
+fn fixture(up: &Upstream, pki: &DevPki, extra: &str) -> Fixture {
+    let fx = Fixture::new(&format!(
+        "[[sinks]]\nname = \"up\"\ntype = \"http\"\nurl = \"https://localhost:{}/ingest\"\n\
+         ca_file = \"up-ca.pem\"\nbatch_age_ms = 20\nretry_cap_ms = 1000\n{extra}",
+        up.addr.port()
+    ));
+    std::fs::write(fx.dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    fx
+}
+
 async fn post(running: &Running, fx: &Fixture, proto: Proto, ids: &[String]) {
     let mut c = Client::connect(running.public_addr, &fx.ca_pem, proto).await;
     let body = Value::Array(ids.iter().map(|id| event(id)).collect()).to_string();
@@ -132,13 +143,7 @@ async fn a_refused_batch_is_dead_lettered_counted_and_replayed() {
     let pki = DevPki::generate().unwrap();
     let up = Upstream::start(&pki, None, true).await;
     up.set(Mode::Status(400));
-    let fx = Fixture::new(&format!(
-        "[[sinks]]\nname = \"up\"\ntype = \"http\"\nurl = \"https://localhost:{}/ingest\"\n\
-         ca_file = \"up-ca.pem\"\nbatch_age_ms = 20\nretry_base_ms = 10\nretry_cap_ms = 1000\n\
-         timeout_ms = 2000\n",
-        up.addr.port()
-    ));
-    std::fs::write(fx.dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    let fx = fixture(&up, &pki, "retry_base_ms = 10\ntimeout_ms = 2000\n");
     let running = fx.start().await;
     let refused_label = [("sink", "up"), ("reason", "refused")];
 
@@ -273,12 +278,7 @@ async fn a_dead_letter_that_cannot_be_written_keeps_the_batch_and_backs_off() {
     let pki = DevPki::generate().unwrap();
     let up = Upstream::start(&pki, None, true).await;
     up.set(Mode::Status(400));
-    let fx = Fixture::new(&format!(
-        "[[sinks]]\nname = \"up\"\ntype = \"http\"\nurl = \"https://localhost:{}/ingest\"\n\
-         ca_file = \"up-ca.pem\"\nbatch_age_ms = 20\nretry_base_ms = 200\nretry_cap_ms = 1000\n",
-        up.addr.port()
-    ));
-    std::fs::write(fx.dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    let fx = fixture(&up, &pki, "retry_base_ms = 200\n");
     // The sink's dead-letter directory cannot be created: a file is in its place.
     let blocker = fx.dir.path().join("data/deadletter/up");
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
@@ -321,5 +321,7 @@ async fn a_dead_letter_that_cannot_be_written_keeps_the_batch_and_backs_off() {
     .await;
     let letters = files(&blocker);
     assert_eq!(letters.len(), 2, "{letters:?}");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&letters[0]).unwrap()).unwrap();
+    assert_eq!(meta["records"], 3, "the whole batch, kept: {meta}");
     running.stop().await.unwrap();
 }

@@ -1,7 +1,7 @@
 //! Dead letters: a batch a sink refused for good is never dropped. It is written to
 //! `data/deadletter/<sink>/<batch id>.seg` — in the spool's encrypted format, under the active spool key —
-//! with `<batch id>.json` beside it (sink, reason label, record count, time; never the downstream's error
-//! text, which can echo data), counted, and the sink moves on. `tollgate deadletter replay` sends them again.
+//! with `<batch id>.json` beside it (batch id, reason label, record count, time; never the downstream's
+//! error text, which can echo data), counted, and the sink moves on. `tollgate deadletter replay` sends them again.
 
 use std::path::{Path, PathBuf};
 

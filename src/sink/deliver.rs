@@ -35,11 +35,12 @@ impl Delivery {
     /// Runs until `stop` turns true; a batch in hand is abandoned at stop (it is still in the spool).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         while let Some(batch) = self.next(&mut stop).await {
+            // Start and end in the spool: the same id always names the same records, on every retry and
+            // after a restart (which may cut the batch differently: then it gets another id).
+            let (start, end) = (batch.start(), batch.end());
             let id = format!(
-                "{}-{:x}-{:x}",
-                self.cfg.name,
-                batch.start().seg,
-                batch.start().offset
+                "{}-{:x}-{:x}-{:x}-{:x}",
+                self.cfg.name, start.seg, start.offset, end.seg, end.offset
             );
             self.lag(&batch);
             if !self.deliver(&id, &batch, &mut stop).await {
@@ -134,7 +135,15 @@ impl Delivery {
                         self.metrics.dead_letters[reason as usize].inc();
                         return true;
                     }
+                    // The batch is kept and sent again after a backoff, like any retry: never a hot loop.
+                    self.metrics.retries[super::RetryReason::Io as usize].inc();
                     failures += 1;
+                    if failures >= OPEN_AFTER {
+                        self.metrics.circuit(Circuit::Open);
+                    }
+                    if sleep_or_stop(backoff(self.cfg.retry, failures), stop).await {
+                        return false;
+                    }
                 }
                 Err(SendError::Retry {
                     reason,

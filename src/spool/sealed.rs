@@ -1,7 +1,6 @@
 //! Stand-alone files in the spool's format, for records that leave the spool but must stay encrypted at
 //! rest (dead letters): one segment-format file, written whole and fsynced, read back with the same walk.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::cipher::{self, SpoolKeys};
@@ -41,10 +40,14 @@ pub fn write_records(
         seal.seal(seq as u64, segment::aad(&frame), &mut body);
         segment::finish_frame(&mut out, frame, &body);
     }
-    let mut file = fsutil::create_private(path)?;
-    file.write_all(&out)?;
-    file.sync_all()?;
-    fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    if path.exists() {
+        return Err(SpoolError::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists", path.display()),
+        )));
+    }
+    // Whole or not at all: a crash mid-write leaves only a temp file, never a short letter under its name.
+    fsutil::write_atomic(path, &out)?;
     Ok(())
 }
 
