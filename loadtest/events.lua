@@ -1,5 +1,6 @@
 -- wrk script for loadtest/run.sh: every request is the same POST /v1/events with the design's sample event
--- (tests/fixtures/sample_event.json, site "demo"). The body file is named by LOADTEST_BODY.
+-- (tests/fixtures/sample_event.json, site "demo"). The body file is named by LOADTEST_BODY; LOADTEST_BEARER is
+-- the tenant's server secret, sent as a server-side caller sends it (no Origin, Authorization: Bearer).
 --
 -- No response() hook on purpose: it makes wrk call into Lua for every response and slows the client down for
 -- both targets. wrk counts every status >= 400 itself ("Non-2xx or 3xx responses"), and run.sh checks the spool.
@@ -8,12 +9,17 @@ local path = os.getenv("LOADTEST_BODY")
 if path == nil or path == "" then
   error("LOADTEST_BODY must name the request body file")
 end
+local bearer = os.getenv("LOADTEST_BEARER")
+if bearer == nil or bearer == "" then
+  error("LOADTEST_BEARER must hold the tenant's server secret")
+end
 local f = assert(io.open(path, "rb"))
 local body = f:read("*a")
 f:close()
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. bearer
 wrk.body = body
 
 -- One machine-readable line for run.sh; the times are microseconds.

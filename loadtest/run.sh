@@ -98,6 +98,10 @@ port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # ---- tollgate ---------------------------------------------------------------------------------------------
 DATA="$TMP/data"
 mkdir -p "$DATA"
+# wrk posts as a server-side caller: the tenant's bearer secret, from loopback (both targets get the header).
+(umask 077 && openssl rand -hex 32 >"$TMP/server.secret")
+LOADTEST_BEARER="$(cat "$TMP/server.secret")"
+export LOADTEST_BEARER
 cat >"$TMP/tollgate.toml" <<EOF
 # Written by loadtest/run.sh; the shape of config/tollgate.toml, redirect and admin listeners off.
 data_dir = "$DATA"
@@ -151,6 +155,8 @@ dir = "out"
 [[tenants]]
 site = "demo"
 allowed_origins = ["https://shop.example"]
+server_secret_file = "$TMP/server.secret"
+server_networks = ["127.0.0.0/8"]
 active_key = "k1"
 [[tenants.keys]]
 id = "k1"
@@ -226,6 +232,7 @@ preflight() { # preflight NAME PORT
   local status
   status="$({
     printf 'POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n'
+    printf 'Authorization: Bearer %s\r\n' "$LOADTEST_BEARER"
     printf 'Content-Length: %d\r\nConnection: close\r\n\r\n' "$(wc -c <"$BODY")"
     cat "$BODY"
   } | timeout 10 openssl s_client -quiet -connect "127.0.0.1:$2" -servername localhost \

@@ -51,6 +51,12 @@ pub enum Reject {
     UnknownSite { field: String },
     #[error("origin is not allowed for this site")]
     OriginNotAllowed,
+    #[error("a request without Origin or Referer needs the site's server credential (Authorization: Bearer)")]
+    CredentialMissing,
+    #[error("the Authorization header is malformed or its bearer credential is not the site's")]
+    CredentialInvalid,
+    #[error("the source address is not in the site's server networks")]
+    NetworkNotAllowed,
     #[error("spool is full, retry later")]
     SpoolFull,
     #[error("spool is unavailable, retry later")]
@@ -80,6 +86,9 @@ impl Reject {
         "unknown_field",
         "unknown_site",
         "origin_not_allowed",
+        "credential_missing",
+        "credential_invalid",
+        "network_not_allowed",
         "spool_full",
         "spool_unavailable",
     ];
@@ -107,6 +116,9 @@ impl Reject {
             Reject::UnknownField { .. } => "unknown_field",
             Reject::UnknownSite { .. } => "unknown_site",
             Reject::OriginNotAllowed => "origin_not_allowed",
+            Reject::CredentialMissing => "credential_missing",
+            Reject::CredentialInvalid => "credential_invalid",
+            Reject::NetworkNotAllowed => "network_not_allowed",
             Reject::SpoolFull => "spool_full",
             Reject::SpoolUnavailable => "spool_unavailable",
         }
@@ -119,9 +131,11 @@ impl Reject {
             Reject::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reject::BodyTooLarge | Reject::TooManyEvents => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Reject::UnknownSite { .. } | Reject::OriginNotAllowed | Reject::PlainHttp => {
-                StatusCode::FORBIDDEN
-            }
+            Reject::CredentialMissing | Reject::CredentialInvalid => StatusCode::UNAUTHORIZED,
+            Reject::UnknownSite { .. }
+            | Reject::OriginNotAllowed
+            | Reject::NetworkNotAllowed
+            | Reject::PlainHttp => StatusCode::FORBIDDEN,
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::InvalidUtf8
             | Reject::BodyIncomplete
@@ -157,6 +171,15 @@ impl Reject {
         match self {
             Reject::SpoolFull => Some(30),
             Reject::SpoolUnavailable => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of the 401s (RFC 6750 §3).
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Reject::CredentialMissing => Some("Bearer"),
+            Reject::CredentialInvalid => Some("Bearer error=\"invalid_token\""),
             _ => None,
         }
     }
@@ -208,6 +231,12 @@ impl Reject {
         );
         if let Some(s) = self.retry_after() {
             h.insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        if let Some(challenge) = self.www_authenticate() {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
         }
         if let Reject::MethodNotAllowed { allow } = &self {
             h.insert(header::ALLOW, header::HeaderValue::from_static(allow));
@@ -261,12 +290,44 @@ mod tests {
             Reject::UnknownField { field: field() },
             Reject::UnknownSite { field: field() },
             Reject::OriginNotAllowed,
+            Reject::CredentialMissing,
+            Reject::CredentialInvalid,
+            Reject::NetworkNotAllowed,
             Reject::SpoolFull,
             Reject::SpoolUnavailable,
         ];
         assert_eq!(samples.len(), Reject::ALL_REASONS.len());
         for s in samples {
             assert!(Reject::ALL_REASONS.contains(&s.reason()));
+        }
+    }
+
+    #[test]
+    fn access_refusals_map_to_status_reason_and_challenge() {
+        let cases = [
+            (
+                Reject::CredentialMissing,
+                401,
+                "credential_missing",
+                Some("Bearer"),
+            ),
+            (
+                Reject::CredentialInvalid,
+                401,
+                "credential_invalid",
+                Some("Bearer error=\"invalid_token\""),
+            ),
+            (Reject::NetworkNotAllowed, 403, "network_not_allowed", None),
+            (Reject::OriginNotAllowed, 403, "origin_not_allowed", None),
+        ];
+        for (r, status, reason, challenge) in cases {
+            assert_eq!(r.status().as_u16(), status, "{reason}");
+            assert_eq!(r.reason(), reason);
+            assert_eq!(r.field(), None, "{reason}");
+            let res = r.into_response();
+            assert_eq!(res.status().as_u16(), status);
+            let got = res.headers().get(header::WWW_AUTHENTICATE);
+            assert_eq!(got.map(|v| v.to_str().unwrap()), challenge, "{reason}");
         }
     }
 

@@ -113,8 +113,9 @@ async fn sigterm_finishes_the_request_in_flight() {
     let body = json!(event("in-flight")).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
     let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
-        body.len()
+        "POST /v1/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nauthorization: Bearer {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len(),
+        common::SERVER_SECRET
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     // `100 Continue` is sent when the handler starts reading the body: the request is now in flight.

@@ -115,6 +115,8 @@ const REGIONS: &str = r#"
 site = "usshop"
 region = "us"
 allowed_origins = ["https://us.example"]
+server_secret_file = "server.secret"
+server_networks = ["127.0.0.0/8", "::1/128"]
 active_key = "k1"
 [[tenants.keys]]
 id = "k1"

@@ -219,6 +219,14 @@ pub struct TenantFile {
     pub site: String,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Server-side callers (requests without `Origin` or `Referer`) present this secret as
+    /// `Authorization: Bearer`: from a file or an environment variable (never in this file), at most one.
+    /// Without one the tenant accepts no server-side traffic.
+    pub server_secret_file: Option<String>,
+    pub server_secret_env: Option<String>,
+    /// Networks server-side callers may post from ("10.0.0.0/8", "2001:db8::/32"); needed with a secret.
+    #[serde(default)]
+    pub server_networks: Vec<String>,
     pub keys: Vec<KeyFile>,
     pub active_key: String,
     #[serde(default = "default_profile")]

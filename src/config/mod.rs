@@ -23,6 +23,7 @@ pub use validate::validate;
 use crate::event::minimize::geo::Geo;
 use crate::event::minimize::policy::Profile;
 use crate::event::minimize::suppress::Suppression;
+use crate::guard::access::ServerAccess;
 use crate::keys::KeyRing;
 use crate::spool::{Route, SpoolConfig, SpoolKeys};
 
@@ -96,8 +97,10 @@ pub struct Timeouts {
 #[derive(Debug)]
 pub struct Tenant {
     pub site: String,
-    /// Lower-cased `scheme://host[:port]`; a request with an `Origin` header must match one.
+    /// Lower-cased `scheme://host[:port]`; a browser request's `Origin` (or its `Referer`'s) must match one.
     pub allowed_origins: Vec<String>,
+    /// Server-side callers (no `Origin`, no `Referer`): bearer secret and networks; `None` admits none.
+    pub server: Option<ServerAccess>,
     /// Every configured key; the active one hashes, all of them match suppression entries.
     pub keys: KeyRing,
     /// The profile for ordinary requests and the one for opted-out visitors (GPC, DNT, `consent: false`).
@@ -180,13 +183,15 @@ fn line_of(text: &str, offset: usize) -> String {
 
 #[cfg(test)]
 impl Tenant {
-    /// A tenant with the built-in profiles and two keys (`k1` active, `k2`), for unit tests.
+    /// A tenant with the built-in profiles and two keys (`k1` active, `k2`) and no server-side access, for
+    /// unit tests.
     pub(crate) fn for_test(site: &str, origins: &[&str]) -> Tenant {
         let k1 = Arc::new(crate::keys::HmacKey::new("k1", &[1u8; 32]));
         let k2 = Arc::new(crate::keys::HmacKey::new("k2", &[2u8; 32]));
         Tenant {
             site: site.into(),
             allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            server: None,
             keys: KeyRing::new(vec![k1, k2], "k1").expect("k1 is among the keys"),
             profile: Arc::new(Profile::builtin_default()),
             strict: Arc::new(Profile::builtin_strict()),

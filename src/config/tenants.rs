@@ -1,15 +1,19 @@
-//! Tenants and their privacy settings: origins, HMAC keys, policy profiles, suppression lists.
+//! Tenants and their settings: origins, server-side access, HMAC keys, policy profiles, suppression lists.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net};
 
 use super::file::{KeyFile, ProfileFile, TenantFile};
 use super::validate::Errors;
 use super::{LoadMode, Tenant};
 use crate::event::minimize::policy::{self, Action, Field, Profile};
 use crate::event::minimize::suppress::Suppression;
-use crate::keys::{self, HmacKey, KeyRing, KeySource, Missing};
+use crate::guard::access::{self, ServerAccess};
+use crate::keys::{self, HmacKey, KeyRing, KeySource, Missing, Secret};
 use crate::spool::Route;
 
 pub(super) fn is_token(s: &str) -> bool {
@@ -84,6 +88,7 @@ pub(super) fn tenants(
             errs.push(format!("{at}.site"), format!("duplicate site {:?}", t.site));
         }
         let allowed_origins = origins(&t.allowed_origins, &at, errs);
+        let server = server_access(t, &at, base, errs);
         let profile = profile(profiles, &t.profile, &format!("{at}.profile"), errs);
         let strict = strict_profile(
             profiles,
@@ -110,6 +115,7 @@ pub(super) fn tenants(
             let tenant = Tenant {
                 site: t.site.clone(),
                 allowed_origins,
+                server,
                 keys,
                 profile,
                 strict,
@@ -171,6 +177,85 @@ fn origins(list: &[String], at: &str, errs: &mut Errors) -> Vec<String> {
         }
     }
     out
+}
+
+/// Shortest server secret accepted, in characters (`openssl rand -hex 32` prints 64).
+const MIN_SERVER_SECRET_CHARS: usize = 32;
+
+/// A server secret (from a file or an environment variable, never inline) and the networks it is good from.
+/// Errors name the source, never the content.
+fn server_access(t: &TenantFile, at: &str, base: &Path, errs: &mut Errors) -> Option<ServerAccess> {
+    let networks = networks(&t.server_networks, at, errs);
+    let (source, secret) = match (&t.server_secret_file, &t.server_secret_env) {
+        (None, None) => {
+            if !t.server_networks.is_empty() {
+                errs.push(
+                    format!("{at}.server_networks"),
+                    "has no effect without server_secret_file or server_secret_env",
+                );
+            }
+            return None;
+        }
+        (Some(_), Some(_)) => {
+            errs.push(
+                at,
+                "set at most one of `server_secret_file` or `server_secret_env`",
+            );
+            return None;
+        }
+        (Some(f), None) => ("server_secret_file", Secret::from_file(&base.join(f))),
+        (None, Some(e)) => ("server_secret_env", Secret::from_env(e)),
+    };
+    if t.server_networks.is_empty() {
+        errs.push(
+            format!("{at}.server_networks"),
+            "list the networks server-side callers post from (\"0.0.0.0/0\" and \"::/0\" for anywhere)",
+        );
+    }
+    let sat = format!("{at}.{source}");
+    let secret = secret.map_err(|e| errs.push(&sat, e)).ok()?;
+    let text = secret.expose();
+    if text.chars().count() < MIN_SERVER_SECRET_CHARS || !access::is_bearer_token(text) {
+        errs.push(
+            &sat,
+            format!(
+                "the secret must be at least {MIN_SERVER_SECRET_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / \
+                 (a bearer token; e.g. `openssl rand -hex 32`)"
+            ),
+        );
+        return None;
+    }
+    Some(ServerAccess::new(&secret, networks))
+}
+
+/// CIDR networks (a bare address is one host), IPv4-mapped IPv6 ones written as IPv4, as client addresses are.
+fn networks(list: &[String], at: &str, errs: &mut Errors) -> Vec<IpNet> {
+    let mut out = Vec::with_capacity(list.len());
+    for (j, text) in list.iter().enumerate() {
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+        match parsed.ok().and_then(canonical) {
+            Some(net) => out.push(net.trunc()),
+            None => errs.push(
+                format!("{at}.server_networks[{j}]"),
+                format!("{text:?} is not a network like \"10.0.0.0/8\" or \"2001:db8::/32\""),
+            ),
+        }
+    }
+    out
+}
+
+/// `::ffff:10.0.0.0/104` → `10.0.0.0/8`; `None` for an IPv4-mapped network wider than the mapped range.
+fn canonical(net: IpNet) -> Option<IpNet> {
+    let IpNet::V6(v6) = net else { return Some(net) };
+    match v6.addr().to_canonical() {
+        IpAddr::V4(v4) => {
+            let prefix = v6.prefix_len().checked_sub(96)?;
+            Ipv4Net::new(v4, prefix).ok().map(IpNet::V4)
+        }
+        IpAddr::V6(_) => Some(net),
+    }
 }
 
 fn key_ring(

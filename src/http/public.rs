@@ -107,11 +107,10 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
         return Err(Reject::UnsupportedMediaType);
     }
     let snap = ctx.config.load_full();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().unwrap_or("invalid").to_string());
     let client = client_meta(&req, peer, ctx);
+    // Refused only once the body is read: answering an HTTP/2 stream early resets it, which curl reports as
+    // a framing error instead of the 401.
+    let caller = access::caller(req.headers(), client.ip);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -123,6 +122,7 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
         snap.timeouts.body_read,
     )
     .await?;
+    let caller = caller?;
     let raw = event::decode(&bytes, &snap.limits)?;
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
@@ -131,8 +131,9 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
     for r in raw {
         let index = r.index;
         let valid = event::validate(r)?;
-        let tenant = access::check(&valid.site, origin.as_deref(), &snap.tenants)
-            .map_err(|e| e.in_event(index))?;
+        // Every event's tenant admits the caller: a batch that mixes tenants satisfies each one.
+        let tenant =
+            access::check(&valid.site, &caller, &snap.tenants).map_err(|e| e.in_event(index))?;
         if let (true, Some(field)) = (tenant.reject_unknown_fields, &valid.first_unknown) {
             return Err(Reject::UnknownField {
                 field: field.clone(),

@@ -22,6 +22,10 @@ use tollgate::tls::DevPki;
 
 pub const NOW_MS: i64 = 1_732_262_400_000;
 
+/// The fixture tenant's server secret (`server.secret`, good from loopback): [`request`] sends it as
+/// `Authorization: Bearer`, as a merchant's backend would. Remove the header to test without it.
+pub const SERVER_SECRET: &str = "fixture-server-secret-0123456789abcdef";
+
 /// A temp dir with a config file, a written dev CA + leaf and a key file; `extra` is appended to the TOML.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -45,6 +49,7 @@ impl Fixture {
         .unwrap();
         std::fs::write(dir.path().join("demo.key"), "5a".repeat(32)).unwrap();
         std::fs::write(dir.path().join("spool.key"), "6b".repeat(32)).unwrap();
+        std::fs::write(dir.path().join("server.secret"), SERVER_SECRET).unwrap();
         let toml = format!(
             r#"data_dir = "data"
 [listen]
@@ -61,6 +66,8 @@ file = "spool.key"
 [[tenants]]
 site = "demo"
 allowed_origins = ["https://shop.example"]
+server_secret_file = "server.secret"
+server_networks = ["127.0.0.0/8", "::1/128"]
 active_key = "k1"
 [[tenants.keys]]
 id = "k1"
@@ -262,7 +269,10 @@ pub fn request(
         b = b.header("content-type", ct);
     }
     // HTTP/1.1 needs a Host header; HTTP/2 takes the authority from the URI.
-    b.header("host", "localhost").body(Full::new(body)).unwrap()
+    b.header("host", "localhost")
+        .header("authorization", format!("Bearer {SERVER_SECRET}"))
+        .body(Full::new(body))
+        .unwrap()
 }
 
 /// Every record in a fixture's spool, through the real `tollgate spool dump -c` command (which decrypts).
