@@ -146,6 +146,14 @@ id = "s1"
 file = "$DATA/keys/spool-s1.key"
 generate_if_missing = true
 
+# Rate limits on, as in config/tollgate.toml, but high enough that one loopback client never meets them:
+# their cost is measured, not their refusals.
+[guard.ratelimit]
+mode = "enforce"
+per_address = { rate_per_s = 10000000, burst = 10000000 }
+per_address_tenant = { rate_per_s = 10000000, burst = 10000000 }
+per_tenant = { rate_per_s = 10000000, burst = 10000000 }
+
 # The embedded default sink is on, as in config/tollgate.toml: its cost is part of what is measured.
 [[sinks]]
 name = "file"

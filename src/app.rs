@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
+use crate::guard::ratelimit::{self, RateLimitService};
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
 use crate::sink::build;
 use crate::sink::deadletter::DeadLetters;
 use crate::sink::deliver::Delivery;
 use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
+use governor::clock::QuantaClock;
 
 /// What every request handler can reach.
 pub struct Ctx {
@@ -32,6 +34,8 @@ pub struct Ctx {
     pub user_agents: UaCache,
     /// The file `reload` reads; `None` for a snapshot built in memory.
     pub config_path: Option<PathBuf>,
+    /// Rate-limit state: outlives reloads (which only change its limits).
+    pub ratelimit: RateLimitService,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,7 @@ impl Ctx {
             return Err(ReloadError::SpoolKeyInUse(missing));
         }
         self.spool.set_keys(new.spool_keys.clone());
+        self.ratelimit.reconfigure(new.ratelimit.clone());
         self.config.store(Arc::new(new));
         Ok(())
     }
@@ -151,6 +156,7 @@ impl App {
             clock.clone(),
             metrics.spool.clone(),
         )?;
+        let ratelimit = RateLimitService::new(snapshot.ratelimit.clone(), QuantaClock::default());
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
         let ctx = Arc::new(Ctx {
             config,
@@ -160,6 +166,7 @@ impl App {
             clock,
             user_agents: UaCache::new(1024),
             config_path,
+            ratelimit,
         });
         Ok((App { ctx, writer }, recovery))
     }
@@ -206,6 +213,10 @@ impl App {
         for sink in &snap.sinks {
             loops.push(self.start_sink(sink, stop_rx.clone()).await?);
         }
+        loops.push(tokio::spawn(sweep_limiters(
+            self.ctx.clone(),
+            stop_rx.clone(),
+        )));
         let mut spawn = |tcp, kind, permits: usize| {
             loops.push(tokio::spawn(listener::accept_loop(
                 tcp,
@@ -272,6 +283,20 @@ impl Running {
     pub async fn stop(self) -> Result<(), SpoolError> {
         let _ = self.stop.send(true);
         self.wait().await
+    }
+}
+
+/// Drops idle rate-limiter keys every `SWEEP_PERIOD` and publishes the key counts.
+async fn sweep_limiters(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(ratelimit::SWEEP_PERIOD);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {
+                ctx.ratelimit.sweep();
+                ctx.metrics.limits.publish_keys(&ctx.ratelimit);
+            }
+        }
     }
 }
 

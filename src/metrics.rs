@@ -39,6 +39,7 @@ pub struct Metrics {
     pub pii: PiiMetrics,
     pub spool: Arc<SpoolMetrics>,
     pub sinks: SinkMetrics,
+    pub limits: crate::guard::limit::LimitMetrics,
 }
 
 impl Metrics {
@@ -119,6 +120,7 @@ impl Metrics {
             pii: PiiMetrics::register(registry)?,
             spool: Arc::new(SpoolMetrics::register(registry)?),
             sinks: SinkMetrics::register(registry)?,
+            limits: crate::guard::limit::LimitMetrics::register(registry)?,
         })
     }
 

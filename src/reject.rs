@@ -57,6 +57,8 @@ pub enum Reject {
     CredentialInvalid,
     #[error("the source address is not in the site's server networks")]
     NetworkNotAllowed,
+    #[error("too many requests, retry later")]
+    RateLimited { retry_after_s: u32 },
     #[error("spool is full, retry later")]
     SpoolFull,
     #[error("spool is unavailable, retry later")]
@@ -89,6 +91,7 @@ impl Reject {
         "credential_missing",
         "credential_invalid",
         "network_not_allowed",
+        "rate_limited",
         "spool_full",
         "spool_unavailable",
     ];
@@ -119,6 +122,7 @@ impl Reject {
             Reject::CredentialMissing => "credential_missing",
             Reject::CredentialInvalid => "credential_invalid",
             Reject::NetworkNotAllowed => "network_not_allowed",
+            Reject::RateLimited { .. } => "rate_limited",
             Reject::SpoolFull => "spool_full",
             Reject::SpoolUnavailable => "spool_unavailable",
         }
@@ -136,6 +140,7 @@ impl Reject {
             | Reject::OriginNotAllowed
             | Reject::NetworkNotAllowed
             | Reject::PlainHttp => StatusCode::FORBIDDEN,
+            Reject::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::InvalidUtf8
             | Reject::BodyIncomplete
@@ -171,6 +176,7 @@ impl Reject {
         match self {
             Reject::SpoolFull => Some(30),
             Reject::SpoolUnavailable => Some(5),
+            Reject::RateLimited { retry_after_s } => Some(*retry_after_s),
             _ => None,
         }
     }
@@ -293,6 +299,7 @@ mod tests {
             Reject::CredentialMissing,
             Reject::CredentialInvalid,
             Reject::NetworkNotAllowed,
+            Reject::RateLimited { retry_after_s: 1 },
             Reject::SpoolFull,
             Reject::SpoolUnavailable,
         ];

@@ -30,6 +30,51 @@ pub struct ConfigFile {
     /// Where spooled events are delivered; each sink is a spool consumer with its own cursor.
     #[serde(default)]
     pub sinks: Vec<SinkFile>,
+    /// Who may enter beyond tenant access: rate limits (more guards join here).
+    #[serde(default)]
+    pub guard: GuardFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardFile {
+    #[serde(default)]
+    pub ratelimit: RateLimitFile,
+}
+
+/// `[guard.ratelimit]`: GCRA limiters per client address (IPv6 per /64), per tenant and per address x
+/// tenant. A limiter without a table is off; without the section every limiter is off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitFile {
+    /// "enforce" (429 + Retry-After) or "detect" (count what would be refused, refuse nothing).
+    pub mode: String,
+    /// Keys each limiter keeps before new keys share one overflow bucket.
+    pub max_keys: u64,
+    pub per_address: Option<QuotaFile>,
+    pub per_tenant: Option<QuotaFile>,
+    pub per_address_tenant: Option<QuotaFile>,
+}
+
+impl Default for RateLimitFile {
+    fn default() -> Self {
+        Self {
+            mode: "enforce".into(),
+            max_keys: 100_000,
+            per_address: None,
+            per_tenant: None,
+            per_address_tenant: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaFile {
+    /// Sustained requests per second.
+    pub rate_per_s: u64,
+    /// Requests a fresh (or long idle) key may send at once.
+    pub burst: u64,
 }
 
 /// One `[[sinks]]` table. Which keys apply depends on `type`; a key that does not apply is an error.

@@ -3,6 +3,7 @@
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
 mod file;
+mod guard;
 mod routes;
 mod sink_parts;
 mod sinks;
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub spool_keys: SpoolKeys,
     /// Sinks, in config order; each is a spool consumer.
     pub sinks: Vec<SinkConfig>,
+    /// Rate limits: the runtime limiter service lives in the app and is reconfigured on reload.
+    pub ratelimit: crate::guard::ratelimit::RateLimits,
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,

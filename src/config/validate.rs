@@ -43,6 +43,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     if let Some(s) = spool.as_mut() {
         s.consumers = sinks.iter().map(|k| k.name.clone()).collect();
     }
+    let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
     let spool_keys = super::spool_keys::spool_keys(&file.spool, base, mode, &mut errs);
     let profiles = super::tenants::profiles(&file.profiles, &mut errs);
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
@@ -67,6 +68,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             spool,
             spool_keys,
             sinks,
+            ratelimit,
             tenants,
             geo,
         }),

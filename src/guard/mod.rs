@@ -2,4 +2,5 @@
 //! join here as their own stages.
 
 pub mod access;
+pub mod limit;
 pub mod ratelimit;

@@ -15,7 +15,7 @@ use hyper::{Method, Request, StatusCode};
 use super::{body, json, Resp};
 use crate::app::Ctx;
 use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
-use crate::guard::access;
+use crate::guard::{access, limit};
 use crate::reject::Reject;
 use crate::spool::SpoolError;
 
@@ -143,6 +143,8 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<R
         let slot = match tallies.iter().position(|t| t.site == tenant.site) {
             Some(i) => i,
             None => {
+                // Rate limits apply once per request and tenant, after the caller was admitted.
+                limit::admit(&ctx.ratelimit, &ctx.metrics.limits, client.ip, &tenant.site)?;
                 tallies.push(Tally {
                     site: &tenant.site,
                     report: Report::default(),
