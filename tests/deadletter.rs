@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{event, Client, Fixture, Proto};
+use common::{event, metric, wait_for, Client, Fixture, Proto};
 use serde_json::Value;
 use tokio::time::Instant;
 use tollgate::app::Running;
@@ -40,25 +40,6 @@ async fn post(running: &Running, fx: &Fixture, proto: Proto, ids: &[String]) {
     assert_eq!(c.post("application/json", body).await.status, 204);
 }
 
-fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let families = running.ctx.registry.gather();
-    let Some(family) = families.iter().find(|f| f.name() == name) else {
-        return 0.0;
-    };
-    family
-        .get_metric()
-        .iter()
-        .filter(|m| {
-            labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            })
-        })
-        .map(|m| m.get_counter().get_value())
-        .sum()
-}
-
 /// Waits until the counter reaches `want` (a sink counts a batch only after the downstream's answer, a little
 /// after the downstream shows it), then requires exactly `want`: no batch was counted twice.
 async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: usize) {
@@ -68,21 +49,6 @@ async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: u
     })
     .await;
     assert_eq!(metric(running, name, labels), want as f64, "{what}");
-}
-
-/// Polls `done` every 10 ms until it holds; panics after `limit`. Returns when it first held.
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Instant {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The event ids of one request the upstream saw, and its Idempotency-Key.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{event, Client, Fixture, Proto, NOW_MS};
+use common::{event, metric, post_ids as post, wait_for, Client, Fixture, Proto, NOW_MS};
 use serde_json::Value;
 use server::{ClickHouse, PASSWORD};
 use tokio::time::Instant;
@@ -61,50 +61,6 @@ fn fixture_with_upstream(up: &Upstream, pki: &DevPki, extra: &str) -> Fixture {
     fx
 }
 
-/// Posts `requests` requests of `per` events on one connection of each protocol; the acknowledged ids.
-async fn post(
-    running: &Running,
-    fx: &Fixture,
-    tag: &str,
-    requests: usize,
-    per: usize,
-) -> Vec<String> {
-    let mut acked = Vec::new();
-    for proto in [Proto::H1, Proto::H2] {
-        let mut c = Client::connect(running.public_addr, &fx.ca_pem, proto).await;
-        for i in 0..requests {
-            let ids: Vec<String> = (0..per)
-                .map(|j| format!("{tag}-{proto:?}-{i:03}-{j}"))
-                .collect();
-            let body = Value::Array(ids.iter().map(|id| event(id)).collect()).to_string();
-            assert_eq!(c.post("application/json", body).await.status, 204);
-            acked.extend(ids);
-        }
-    }
-    acked.sort();
-    acked
-}
-
-/// The sum of a metric's series whose labels include `labels` (counters and gauges alike).
-fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let families = running.ctx.registry.gather();
-    let Some(family) = families.iter().find(|f| f.name() == name) else {
-        return 0.0;
-    };
-    family
-        .get_metric()
-        .iter()
-        .filter(|m| {
-            labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            })
-        })
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
-}
-
 /// Waits until the counter reaches `want` (a sink counts a batch only after the downstream's answer, a little
 /// after the downstream shows it), then requires exactly `want`: no batch was counted twice.
 async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: usize) {
@@ -114,21 +70,6 @@ async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: u
     })
     .await;
     assert_eq!(metric(running, name, labels), want as f64, "{what}");
-}
-
-/// Polls `done` every 10 ms until it holds; panics after `limit`. Returns when it first held.
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Instant {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Every complete NDJSON line under `root`, by event id (a torn last line is skipped).

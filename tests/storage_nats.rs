@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{event, Client, Fixture, Proto};
+use common::{event, metric, post_ids as post, Client, Fixture, Proto};
 use nats::{Server, StreamReader, Tap};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -60,30 +60,6 @@ impl Deadline {
     }
 }
 
-/// Posts `requests` requests of `per` events on one connection of each protocol; the acknowledged ids.
-async fn post(
-    running: &Running,
-    fx: &Fixture,
-    tag: &str,
-    requests: usize,
-    per: usize,
-) -> Vec<String> {
-    let mut acked = Vec::new();
-    for proto in [Proto::H1, Proto::H2] {
-        let mut c = Client::connect(running.public_addr, &fx.ca_pem, proto).await;
-        for i in 0..requests {
-            let ids: Vec<String> = (0..per)
-                .map(|j| format!("{tag}-{proto:?}-{i:03}-{j}"))
-                .collect();
-            let body = Value::Array(ids.iter().map(|id| event(id)).collect()).to_string();
-            assert_eq!(c.post("application/json", body).await.status, 204);
-            acked.extend(ids);
-        }
-    }
-    acked.sort();
-    acked
-}
-
 /// Posts two-event requests on one connection, one every ~5 ms (at most 4000), until `stop`; each id is
 /// pushed to `acked` as soon as its 204 arrived. Every answer must be a 204.
 async fn keep_posting(
@@ -109,26 +85,6 @@ async fn keep_posting(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("posted 4000 requests and was never stopped");
-}
-
-/// The sum of a metric's series whose labels include `labels` (counters and gauges alike).
-fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let families = running.ctx.registry.gather();
-    let Some(family) = families.iter().find(|f| f.name() == name) else {
-        return 0.0;
-    };
-    family
-        .get_metric()
-        .iter()
-        .filter(|m| {
-            labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            })
-        })
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
 }
 
 /// Every complete NDJSON line of the file sink, by event id, in id order (a torn last line is skipped).

@@ -317,3 +317,69 @@ pub fn check(path: &Path) -> (Option<i32>, String) {
     );
     (out.status.code(), text)
 }
+
+// ---- shared by the storage-tier tests -----------------------------------------------------------------
+
+/// The sum of a metric's series whose labels include `labels` (counters and gauges alike); 0 if absent.
+pub fn metric(running: &tollgate::app::Running, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let families = running.ctx.registry.gather();
+    let Some(family) = families.iter().find(|f| f.name() == name) else {
+        return 0.0;
+    };
+    family
+        .get_metric()
+        .iter()
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+/// Polls `done` every 10 ms until it holds; panics after `limit`. Returns when it first held.
+pub async fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) -> tokio::time::Instant {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return tokio::time::Instant::now();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Posts `requests` requests of `per` events on one connection of each protocol; the acknowledged ids, sorted.
+pub async fn post_ids(
+    running: &tollgate::app::Running,
+    fx: &Fixture,
+    tag: &str,
+    requests: usize,
+    per: usize,
+) -> Vec<String> {
+    let mut acked = Vec::new();
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = Client::connect(running.public_addr, &fx.ca_pem, proto).await;
+        for i in 0..requests {
+            let ids: Vec<String> = (0..per)
+                .map(|j| format!("{tag}-{proto:?}-{i:03}-{j}"))
+                .collect();
+            let body =
+                serde_json::Value::Array(ids.iter().map(|id| event(id)).collect()).to_string();
+            assert_eq!(c.post("application/json", body).await.status, 204);
+            acked.extend(ids);
+        }
+    }
+    acked.sort();
+    acked
+}
