@@ -1,11 +1,9 @@
 //! The spool's encryption keys, validated into a key ring.
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::file::SpoolFile;
-use super::tenants::{is_token, key_secret};
+use super::tenants::load_keys;
 use super::validate::Errors;
 use super::LoadMode;
 use crate::spool::{SpoolKey, SpoolKeys};
@@ -24,22 +22,7 @@ pub(super) fn spool_keys(
         );
         return None;
     }
-    let mut ids = HashSet::new();
-    let mut loaded = Vec::new();
-    for (j, k) in s.keys.iter().enumerate() {
-        let kat = format!("spool.keys[{j}]");
-        if !is_token(&k.id) {
-            errs.push(
-                format!("{kat}.id"),
-                "must be 1-64 characters of A-Z a-z 0-9 _ -",
-            );
-        } else if !ids.insert(k.id.as_str()) {
-            errs.push(format!("{kat}.id"), format!("duplicate key id {:?}", k.id));
-        }
-        if let Some(secret) = key_secret(k, &kat, base, mode, errs) {
-            loaded.push(Arc::new(SpoolKey::new(k.id.clone(), &secret)));
-        }
-    }
+    let (ids, loaded) = load_keys(&s.keys, "spool.keys", base, mode, errs, SpoolKey::new);
     let Some(active) = &s.active_key else {
         errs.push(
             "spool.active_key",

@@ -265,22 +265,14 @@ fn key_ring(
     mode: LoadMode,
     errs: &mut Errors,
 ) -> Option<KeyRing> {
-    let mut ids = HashSet::new();
-    let mut loaded = Vec::new();
-    for (j, k) in t.keys.iter().enumerate() {
-        let kat = format!("{at}.keys[{j}]");
-        if !is_token(&k.id) {
-            errs.push(
-                format!("{kat}.id"),
-                "must be 1-64 characters of A-Z a-z 0-9 _ -",
-            );
-        } else if !ids.insert(k.id.as_str()) {
-            errs.push(format!("{kat}.id"), format!("duplicate key id {:?}", k.id));
-        }
-        if let Some(secret) = key_secret(k, &kat, base, mode, errs) {
-            loaded.push(Arc::new(HmacKey::new(k.id.clone(), &secret)));
-        }
-    }
+    let (ids, loaded) = load_keys(
+        &t.keys,
+        &format!("{at}.keys"),
+        base,
+        mode,
+        errs,
+        HmacKey::new,
+    );
     if !ids.contains(t.active_key.as_str()) {
         errs.push(
             format!("{at}.active_key"),
@@ -288,6 +280,35 @@ fn key_ring(
         );
     }
     KeyRing::new(loaded, &t.active_key)
+}
+
+/// Loads a `keys` list (tenant HMAC keys, spool keys): every id checked (a token, unique), every secret read
+/// from its file or variable; returns the ids and the keys that loaded, errors recorded under `at[j]`.
+pub(super) fn load_keys<K>(
+    keys: &[KeyFile],
+    at: &str,
+    base: &Path,
+    mode: LoadMode,
+    errs: &mut Errors,
+    make: impl Fn(String, &[u8]) -> K,
+) -> (HashSet<String>, Vec<Arc<K>>) {
+    let mut ids = HashSet::new();
+    let mut loaded = Vec::new();
+    for (j, k) in keys.iter().enumerate() {
+        let kat = format!("{at}[{j}]");
+        if !is_token(&k.id) {
+            errs.push(
+                format!("{kat}.id"),
+                "must be 1-64 characters of A-Z a-z 0-9 _ -",
+            );
+        } else if !ids.insert(k.id.clone()) {
+            errs.push(format!("{kat}.id"), format!("duplicate key id {:?}", k.id));
+        }
+        if let Some(secret) = key_secret(k, &kat, base, mode, errs) {
+            loaded.push(Arc::new(make(k.id.clone(), &secret)));
+        }
+    }
+    (ids, loaded)
 }
 
 pub(super) fn key_secret(
