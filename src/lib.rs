@@ -13,16 +13,21 @@
 //!    bounds, three body shapes (one event, an array, `{"events": [...]}`).
 //! 5. [`event::validate`] checks schema v1 into a typed [`event::ValidEvent`]; unknown keys are dropped and
 //!    counted.
-//! 6. [`guard::access`] admits the event only for a configured tenant and one of its allowed origins.
+//! 6. [`guard::access`] admits the event only for a configured tenant: a browser (an `Origin`, or a `Referer`)
+//!    from one of its allowed origins, or a server-side caller with the tenant's bearer secret from one of
+//!    its server networks. [`guard::limit`] then applies the rate limits of [`guard::ratelimit`] once per
+//!    request and tenant (per address, per tenant, per address × tenant): `429` with `Retry-After`.
 //! 7. [`event::minimize`] removes personal data: the e-mail becomes a keyed hash ([`keys`]), names and street
 //!    go, age and postal code are generalized, the URL is scrubbed; the client IP is never an input. Only a
 //!    [`event::MinimizedEvent`] can be built here, and only that type can be written.
 //! 8. [`spool`] appends the request's events as one unit to the write-ahead log, each record with a header
 //!    (site, event id, received time, route) and sealed with AES-256-GCM; the group-commit writer fsyncs,
 //!    and only then does the request get its `204`. A full spool answers `503`, never drops.
-//! 9. [`sink`] tasks, one per configured sink, each read the spool with their own [`spool::Reader`] (only
-//!    fsynced records), store a batch (the embedded [`sink::file`] store fsyncs NDJSON files), and only then
-//!    move their durable cursor; the spool deletes a segment once every sink has passed it.
+//! 9. [`sink`] tasks, one per configured sink ([`sink::file`], `clickhouse`, `http`, `nats`), each read the
+//!    spool with their own [`spool::Reader`] (only fsynced records, only those routed to them), send a batch,
+//!    and only once the downstream said it is stored move their durable cursor; a failure is retried with
+//!    backoff or, if refused for good, dead-lettered ([`sink::outcome`] decides). The spool deletes a segment
+//!    once every sink has passed it.
 //!
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
 //! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
