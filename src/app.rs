@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
+use crate::guard::conns::AddrSlots;
 use crate::guard::ratelimit::{self, RateLimitService};
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct Ctx {
     pub config_path: Option<PathBuf>,
     /// Rate-limit state: outlives reloads (which only change its limits).
     pub ratelimit: RateLimitService,
+    /// Open connections per client address (the cap itself is in the snapshot): outlives reloads.
+    pub conns: AddrSlots,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +170,7 @@ impl App {
             user_agents: UaCache::new(1024),
             config_path,
             ratelimit,
+            conns: AddrSlots::default(),
         });
         Ok((App { ctx, writer }, recovery))
     }

@@ -2,6 +2,11 @@
 //! `limits.max_connections` permits: a connection is accepted only with a permit in hand, so excess
 //! connections wait in the kernel backlog instead of growing memory. Shutdown stops the accept loops, asks
 //! every connection to finish its in-flight requests (`graceful_shutdown`), and waits until all permits are back.
+//!
+//! On the internet-facing listeners (public, redirect) each accepted connection then passes the connection
+//! guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the per-address cap) before any TLS
+//! or HTTP work; a refused one is closed at once and counted in `tollgate_connections_refused_total`. The
+//! admin listener (loopback only) is not guarded, so metrics and reload stay reachable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::Ctx;
 use crate::config::Snapshot;
+use crate::guard::conns::{self, Slot};
 use crate::http::{self, idle::IdleTimeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,17 @@ impl Kind {
             Kind::Admin => "admin",
         }
     }
+
+    /// Whether accepted connections pass the connection guard (lists, per-address cap).
+    fn guarded(self) -> bool {
+        !matches!(self, Kind::Admin)
+    }
+}
+
+/// What an open connection holds until it ends: its global permit and, when guarded, its per-address slot.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _slot: Option<Slot>,
 }
 
 /// Resolves once shutdown has been requested (also if it already was).
@@ -50,6 +67,7 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let label = kind.label();
+    let refused = ctx.metrics.connections_refused.for_listener(label);
     let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
@@ -68,17 +86,34 @@ pub async fn accept_loop(
             },
             _ = signalled(&mut stop) => break,
         };
-        let _ = stream.set_nodelay(true);
         ctx.metrics
             .connections_total
             .with_label_values(&[label])
             .inc();
+        let slot = if kind.guarded() {
+            match conns::admit(peer.ip(), &ctx.config.load().connections, &ctx.conns) {
+                Ok(slot) => Some(slot),
+                Err(r) => {
+                    conns::count(&refused, r);
+                    tracing::debug!(listener = label, peer = %peer.ip(), reason = r.label(), "connection refused");
+                    // Dropping the stream closes it: no TLS, no read. The permit goes back with it.
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let _ = stream.set_nodelay(true);
+        let held = Held {
+            _permit: permit,
+            _slot: slot,
+        };
         tokio::spawn(connection(
             stream,
             peer,
             kind,
             ctx.clone(),
-            permit,
+            held,
             stop.clone(),
         ));
     }
@@ -92,7 +127,7 @@ async fn connection(
     peer: SocketAddr,
     kind: Kind,
     ctx: Arc<Ctx>,
-    _permit: OwnedSemaphorePermit,
+    held: Held,
     stop: watch::Receiver<bool>,
 ) {
     let open = ctx
@@ -122,6 +157,8 @@ async fn connection(
             .await
         }
     }
+    // Free the per-address slot before the gauge drops: a reader who sees the gauge fall may connect again.
+    drop(held);
     open.dec();
 }
 

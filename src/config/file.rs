@@ -40,6 +40,35 @@ pub struct ConfigFile {
 pub struct GuardFile {
     #[serde(default)]
     pub ratelimit: RateLimitFile,
+    #[serde(default)]
+    pub lists: ListsFile,
+    #[serde(default)]
+    pub connections: ConnectionsFile,
+}
+
+/// `[guard.lists]`: CIDR networks (a bare address is one host) checked on accept, before TLS, on the public
+/// and redirect listeners. Deny wins; an empty `allow` lets everyone in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsFile {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// `[guard.connections]`: bounds on connections beside the global `limits.max_connections`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsFile {
+    /// Concurrent connections per client address (IPv6: per /64); excess ones are closed before TLS.
+    pub max_per_address: u64,
+}
+
+impl Default for ConnectionsFile {
+    fn default() -> Self {
+        Self {
+            max_per_address: 256,
+        }
+    }
 }
 
 /// `[guard.ratelimit]`: GCRA limiters per client address (IPv6 per /64), per tenant and per address x

@@ -1,10 +1,18 @@
-//! `[guard]`: the rate limits, validated into their runtime form.
+//! `[guard]`: the rate limits, the allow/deny lists and the connection bounds, validated into their runtime form.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use super::file::{QuotaFile, RateLimitFile};
+use ipnet::{IpNet, Ipv4Net};
+
+use super::file::{GuardFile, QuotaFile, RateLimitFile};
 use super::validate::Errors;
+use crate::guard::conns::ConnPolicy;
+use crate::guard::lists::Lists;
 use crate::guard::ratelimit::{Mode, Quota, RateLimits};
+
+/// The most connections one address may hold; far above any real client, below the global cap's range.
+const MAX_PER_ADDRESS_LIMIT: u64 = 1_000_000;
 
 pub(super) fn ratelimit(f: &RateLimitFile, errs: &mut Errors) -> RateLimits {
     let mode = match f.mode.as_str() {
@@ -53,4 +61,126 @@ fn quota(name: &str, q: Option<&QuotaFile>, errs: &mut Errors) -> Option<Quota> 
         rate_per_s: rate?,
         burst: burst?,
     })
+}
+
+/// `[guard.lists]` and `[guard.connections]`.
+pub(super) fn connections(f: &GuardFile, errs: &mut Errors) -> ConnPolicy {
+    let lists = Lists {
+        allow: networks(&f.lists.allow, "guard.lists.allow", errs),
+        deny: networks(&f.lists.deny, "guard.lists.deny", errs),
+    };
+    let v = f.connections.max_per_address;
+    let max = u32::try_from(v)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .filter(|n| u64::from(n.get()) <= MAX_PER_ADDRESS_LIMIT);
+    if max.is_none() {
+        errs.push(
+            "guard.connections.max_per_address",
+            format!("{v} is out of range 1..={MAX_PER_ADDRESS_LIMIT}"),
+        );
+    }
+    ConnPolicy {
+        lists,
+        max_per_address: max.unwrap_or(ConnPolicy::default().max_per_address),
+    }
+}
+
+/// CIDR networks (a bare address is one host), IPv4-mapped IPv6 ones written as IPv4, as peers are checked;
+/// every bad entry is reported as `{at}[i]`.
+pub(super) fn networks(list: &[String], at: &str, errs: &mut Errors) -> Vec<IpNet> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, text) in list.iter().enumerate() {
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+        match parsed.ok().and_then(canonical) {
+            Some(net) => out.push(net.trunc()),
+            None => errs.push(
+                format!("{at}[{i}]"),
+                format!("{text:?} is not a network like \"10.0.0.0/8\" or \"2001:db8::/32\" or an address"),
+            ),
+        }
+    }
+    out
+}
+
+/// `::ffff:10.0.0.0/104` → `10.0.0.0/8`; `None` for an IPv4-mapped network wider than the mapped range.
+fn canonical(net: IpNet) -> Option<IpNet> {
+    let IpNet::V6(v6) = net else { return Some(net) };
+    match v6.addr().to_canonical() {
+        IpAddr::V4(v4) => {
+            let prefix = v6.prefix_len().checked_sub(96)?;
+            Ipv4Net::new(v4, prefix).ok().map(IpNet::V4)
+        }
+        IpAddr::V6(_) => Some(net),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::{ConnectionsFile, ListsFile};
+
+    fn guard(allow: &[&str], deny: &[&str], max: u64) -> GuardFile {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        GuardFile {
+            ratelimit: Default::default(),
+            lists: ListsFile {
+                allow: strings(allow),
+                deny: strings(deny),
+            },
+            connections: ConnectionsFile {
+                max_per_address: max,
+            },
+        }
+    }
+
+    #[test]
+    fn every_bad_entry_is_reported_with_its_path() {
+        let mut errs = Errors::default();
+        connections(
+            &guard(
+                &["10.0.0.0/8", "nope"],
+                &["1.2.3.4", "::1", "10.0.0.0/33"],
+                0,
+            ),
+            &mut errs,
+        );
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "guard.lists.allow[1]",
+                "guard.lists.deny[2]",
+                "guard.connections.max_per_address"
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_are_canonical_and_truncated() {
+        let mut errs = Errors::default();
+        let p = connections(
+            &guard(
+                &[],
+                &["::ffff:10.1.2.3/104", "192.0.2.7", "2001:db8::5/32"],
+                2,
+            ),
+            &mut errs,
+        );
+        assert!(errs.0.is_empty());
+        let deny: Vec<String> = p.lists.deny.iter().map(|n| n.to_string()).collect();
+        assert_eq!(deny, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert_eq!(p.max_per_address.get(), 2);
+    }
+
+    #[test]
+    fn defaults_let_everyone_in_with_256_per_address() {
+        let mut errs = Errors::default();
+        let p = connections(&GuardFile::default(), &mut errs);
+        assert!(errs.0.is_empty());
+        assert_eq!(p, ConnPolicy::default());
+        assert_eq!(p.max_per_address.get(), 256);
+    }
 }

@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub sinks: Vec<SinkConfig>,
     /// Rate limits: the runtime limiter service lives in the app and is reconfigured on reload.
     pub ratelimit: crate::guard::ratelimit::RateLimits,
+    /// Allow/deny lists and the per-address connection cap, read at each accept.
+    pub connections: crate::guard::conns::ConnPolicy,
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,

@@ -1,11 +1,8 @@
 //! Tenants and their settings: origins, server-side access, HMAC keys, policy profiles, suppression lists.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-
-use ipnet::{IpNet, Ipv4Net};
 
 use super::file::{KeyFile, ProfileFile, TenantFile};
 use super::validate::Errors;
@@ -185,7 +182,8 @@ const MIN_SERVER_SECRET_CHARS: usize = 32;
 /// A server secret (from a file or an environment variable, never inline) and the networks it is good from.
 /// Errors name the source, never the content.
 fn server_access(t: &TenantFile, at: &str, base: &Path, errs: &mut Errors) -> Option<ServerAccess> {
-    let networks = networks(&t.server_networks, at, errs);
+    let networks =
+        super::guard::networks(&t.server_networks, &format!("{at}.server_networks"), errs);
     let (source, secret) = match (&t.server_secret_file, &t.server_secret_env) {
         (None, None) => {
             if !t.server_networks.is_empty() {
@@ -226,36 +224,6 @@ fn server_access(t: &TenantFile, at: &str, base: &Path, errs: &mut Errors) -> Op
         return None;
     }
     Some(ServerAccess::new(&secret, networks))
-}
-
-/// CIDR networks (a bare address is one host), IPv4-mapped IPv6 ones written as IPv4, as client addresses are.
-fn networks(list: &[String], at: &str, errs: &mut Errors) -> Vec<IpNet> {
-    let mut out = Vec::with_capacity(list.len());
-    for (j, text) in list.iter().enumerate() {
-        let parsed = text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
-        match parsed.ok().and_then(canonical) {
-            Some(net) => out.push(net.trunc()),
-            None => errs.push(
-                format!("{at}.server_networks[{j}]"),
-                format!("{text:?} is not a network like \"10.0.0.0/8\" or \"2001:db8::/32\""),
-            ),
-        }
-    }
-    out
-}
-
-/// `::ffff:10.0.0.0/104` → `10.0.0.0/8`; `None` for an IPv4-mapped network wider than the mapped range.
-fn canonical(net: IpNet) -> Option<IpNet> {
-    let IpNet::V6(v6) = net else { return Some(net) };
-    match v6.addr().to_canonical() {
-        IpAddr::V4(v4) => {
-            let prefix = v6.prefix_len().checked_sub(96)?;
-            Ipv4Net::new(v4, prefix).ok().map(IpNet::V4)
-        }
-        IpAddr::V6(_) => Some(net),
-    }
 }
 
 fn key_ring(

@@ -44,6 +44,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
         s.consumers = sinks.iter().map(|k| k.name.clone()).collect();
     }
     let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
+    let connections = super::guard::connections(&file.guard, &mut errs);
     let spool_keys = super::spool_keys::spool_keys(&file.spool, base, mode, &mut errs);
     let profiles = super::tenants::profiles(&file.profiles, &mut errs);
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
@@ -69,6 +70,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             spool_keys,
             sinks,
             ratelimit,
+            connections,
             tenants,
             geo,
         }),

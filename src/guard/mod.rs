@@ -2,5 +2,7 @@
 //! join here as their own stages.
 
 pub mod access;
+pub mod conns;
 pub mod limit;
+pub mod lists;
 pub mod ratelimit;

@@ -1,0 +1,215 @@
+//! The connection guard through the real server: `[guard.lists]` deny and allow close a connection right
+//! after accept, before the TLS handshake (the client sees no ServerHello), and count it in
+//! `tollgate_connections_refused_total{listener, reason}`; `[guard.connections] max_per_address` caps the
+//! connections one address holds open, other addresses unaffected, a closed connection freeing its place; a
+//! reload that adds a deny applies to the next connection. (The table of list decisions, IPv6 and IPv4-mapped
+//! IPv6 cases are unit tests in `guard::lists` and `guard::conns`.)
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{event, Client, Fixture, Proto};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tollgate::app::Running;
+
+const HOME: [u8; 4] = [127, 0, 0, 1];
+const NEIGHBOUR: [u8; 4] = [127, 0, 0, 2];
+
+/// A TLS 1.3 handshake from a client socket bound to `from`.
+async fn handshake(
+    fx: &Fixture,
+    addr: SocketAddr,
+    from: [u8; 4],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(IpAddr::from(from), 0))?;
+    let tcp = sock.connect(addr).await?;
+    let cfg = fx.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
+    running
+        .ctx
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+fn refused(running: &Running, listener: &str, reason: &str) -> f64 {
+    metric(
+        running,
+        "tollgate_connections_refused_total",
+        &[("listener", listener), ("reason", reason)],
+    )
+}
+
+/// Waits (bounded) until the public listener reports `n` open connections: the server frees a connection's
+/// per-address place before its gauge drops, so this is the signal a closed connection's place is free.
+async fn open_connections_reach(running: &Running, n: f64) {
+    let gauge = || {
+        metric(
+            running,
+            "tollgate_connections_open",
+            &[("listener", "public")],
+        )
+    };
+    for _ in 0..500 {
+        if gauge() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("open connections stayed at {} (wanted {n})", gauge());
+}
+
+/// `openssl s_client` against `addr`: whether it saw a server certificate.
+async fn openssl_sees_a_certificate(addr: SocketAddr) -> bool {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args(["-servername", "localhost", "-tls1_3"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl on PATH")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    !text.contains("no peer certificate available") && text.contains("Server certificate")
+}
+
+#[tokio::test]
+async fn a_denied_address_gets_no_server_hello() {
+    let fx = Fixture::new("[guard.lists]\ndeny = [\"127.0.0.1/32\"]\n");
+    let running = fx.start().await;
+    let addr = running.public_addr;
+    assert!(handshake(&fx, addr, HOME).await.is_err());
+    assert!(!openssl_sees_a_certificate(addr).await);
+    assert_eq!(refused(&running, "public", "denied"), 2.0);
+    // A /32 denies one host: its neighbour connects and is served.
+    assert!(handshake(&fx, addr, NEIGHBOUR).await.is_ok());
+    assert_eq!(refused(&running, "public", "not_allowed"), 0.0);
+    // The plain redirect listener is guarded too: closed without a response.
+    let redirect = running.redirect_addr.unwrap();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(redirect).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        buf
+    })
+    .await
+    .unwrap();
+    assert!(
+        got.is_empty(),
+        "no response: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(refused(&running, "redirect", "denied"), 1.0);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_address_outside_the_allow_list_is_not_allowed() {
+    let fx = Fixture::new("[guard.lists]\nallow = [\"10.0.0.0/8\"]\n");
+    let running = fx.start().await;
+    assert!(handshake(&fx, running.public_addr, HOME).await.is_err());
+    assert!(handshake(&fx, running.public_addr, NEIGHBOUR)
+        .await
+        .is_err());
+    assert_eq!(refused(&running, "public", "not_allowed"), 2.0);
+    assert_eq!(refused(&running, "public", "denied"), 0.0);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_per_address_cap_refuses_the_third_connection_only() {
+    let fx = Fixture::new("[guard.connections]\nmax_per_address = 2\n");
+    let running = fx.start().await;
+    let addr = running.public_addr;
+    let first = handshake(&fx, addr, HOME).await.expect("first");
+    let _second = handshake(&fx, addr, HOME).await.expect("second");
+    assert!(handshake(&fx, addr, HOME).await.is_err(), "third refused");
+    assert_eq!(refused(&running, "public", "per_address_cap"), 1.0);
+    let _neighbour = handshake(&fx, addr, NEIGHBOUR)
+        .await
+        .expect("another address has its own places");
+    open_connections_reach(&running, 3.0).await;
+    drop(first);
+    open_connections_reach(&running, 2.0).await;
+    let mut c = Client::connect(addr, &fx.ca_pem, Proto::H1).await;
+    let reply = c
+        .post(
+            "application/json",
+            serde_json::to_vec(&event("cap")).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(refused(&running, "public", "per_address_cap"), 1.0);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_a_deny_applies_to_the_next_connection() {
+    let fx = Fixture::new("");
+    let running = fx.start().await;
+    let addr = running.public_addr;
+    let mut before = Client::connect(addr, &fx.ca_pem, Proto::H1).await;
+    assert!(openssl_sees_a_certificate(addr).await, "served before");
+    fx.edit_config(|t| format!("{t}\n[guard.lists]\ndeny = [\"127.0.0.1\"]\n"));
+    let ctx = running.ctx.clone();
+    tokio::task::spawn_blocking(move || ctx.reload())
+        .await
+        .unwrap()
+        .expect("reload applied");
+    assert!(handshake(&fx, addr, HOME).await.is_err());
+    assert!(!openssl_sees_a_certificate(addr).await, "refused after");
+    assert_eq!(refused(&running, "public", "denied"), 2.0);
+    // Lists are checked on accept: a connection opened before the reload goes on.
+    let reply = before
+        .post(
+            "application/json",
+            serde_json::to_vec(&event("old")).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_entries_are_reported_with_their_paths() {
+    let fx = Fixture::new(
+        "[guard.lists]\nallow = [\"10.0.0.0/8\", \"x\"]\ndeny = [\"::1\", \"1.2.3.4\", \"300.1.1.1\"]\n\
+         [guard.connections]\nmax_per_address = 0\n",
+    );
+    let (code, text) = common::check(&fx.config_path());
+    assert_ne!(code, Some(0), "{text}");
+    for path in [
+        "guard.lists.allow[1]",
+        "guard.lists.deny[2]",
+        "guard.connections.max_per_address",
+    ] {
+        assert!(text.contains(path), "{path} missing in:\n{text}");
+    }
+    assert!(!text.contains("guard.lists.deny[0]"), "{text}");
+}
