@@ -3,10 +3,14 @@
 //! connections wait in the kernel backlog instead of growing memory. Shutdown stops the accept loops, asks
 //! every connection to finish its in-flight requests (`graceful_shutdown`), and waits until all permits are back.
 //!
-//! On the internet-facing listeners (public, redirect) each accepted connection then passes the connection
-//! guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the per-address cap) before any TLS
-//! or HTTP work; a refused one is closed at once and counted in `tollgate_connections_refused_total`. The
-//! admin listener (loopback only) is not guarded, so metrics and reload stay reachable.
+//! Each connection's [`ConnMeta`] (listener, TCP peer, client address) is built once, here. With
+//! `listen.public_proxy_protocol` every public connection must first send a PROXY v2 header, read within the
+//! TLS handshake timeout and [`proxy::MAX_HEADER_BYTES`]; its source becomes the client, and a missing or bad
+//! header closes the connection. On the internet-facing listeners (public, redirect) the connection then
+//! passes the connection guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the
+//! per-address cap) on that client address, before any TLS or HTTP work; a refused one is closed at once and
+//! counted in `tollgate_connections_refused_total`. The admin listener (loopback only) is not guarded, so
+//! metrics and reload stay reachable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +18,15 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus::IntCounter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::Ctx;
 use crate::config::Snapshot;
-use crate::guard::conns::{self, Slot};
+use crate::guard::connmeta::ConnMeta;
+use crate::guard::conns::{self, Refused, Slot};
+use crate::guard::proxy;
 use crate::http::{self, idle::IdleTimeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +58,14 @@ impl Kind {
 struct Held {
     _permit: OwnedSemaphorePermit,
     _slot: Option<Slot>,
+}
+
+/// One accepted connection on its way to being served; its fields are what every stage needs.
+struct Handler {
+    kind: Kind,
+    ctx: Arc<Ctx>,
+    refused: [IntCounter; 4],
+    stop: watch::Receiver<bool>,
 }
 
 /// Resolves once shutdown has been requested (also if it already was).
@@ -90,81 +105,106 @@ pub async fn accept_loop(
             .connections_total
             .with_label_values(&[label])
             .inc();
-        let slot = if kind.guarded() {
-            match conns::admit(peer.ip(), &ctx.config.load().connections, &ctx.conns) {
-                Ok(slot) => Some(slot),
-                Err(r) => {
-                    conns::count(&refused, r);
-                    tracing::debug!(listener = label, peer = %peer.ip(), reason = r.label(), "connection refused");
-                    // Dropping the stream closes it: no TLS, no read. The permit goes back with it.
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
-        let _ = stream.set_nodelay(true);
-        let held = Held {
-            _permit: permit,
-            _slot: slot,
-        };
-        tokio::spawn(connection(
-            stream,
-            peer,
+        let handler = Handler {
             kind,
-            ctx.clone(),
-            held,
-            stop.clone(),
-        ));
+            ctx: ctx.clone(),
+            refused: refused.clone(),
+            stop: stop.clone(),
+        };
+        tokio::spawn(handler.run(stream, peer, permit));
     }
     drop(tcp);
     // Every connection holds a permit until it ends: having them all back means all are done.
     let _ = permits.acquire_many(max_connections as u32).await;
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: Kind,
-    ctx: Arc<Ctx>,
-    held: Held,
-    stop: watch::Receiver<bool>,
-) {
-    let open = ctx
-        .metrics
-        .connections_open
-        .with_label_values(&[kind.label()]);
-    open.inc();
-    // One snapshot per connection: its TLS config, bounds and timeouts all come from the same version.
-    let snap = ctx.config.load_full();
-    let io = IdleTimeout::new(stream, snap.timeouts.idle);
-    match kind {
-        Kind::Public => serve_tls(io, peer, &snap, &ctx, stop).await,
-        Kind::Redirect { https_port } => {
-            let c = ctx.clone();
-            let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
-            serve_plain(io, &snap, &ctx, svc, stop).await
-        }
-        Kind::Admin => {
-            let c = ctx.clone();
-            serve_plain(
-                io,
-                &snap,
-                &ctx,
-                service_fn(move |req| http::admin::handle(req, c.clone())),
-                stop,
-            )
-            .await
-        }
+impl Handler {
+    async fn run(self, mut stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        // One snapshot per connection: its guard, TLS config, bounds and timeouts all come from one version.
+        let snap = self.ctx.config.load_full();
+        let (meta, slot) = match self.admit(&mut stream, peer, &snap).await {
+            Ok(admitted) => admitted,
+            Err(r) => {
+                conns::count(&self.refused, r);
+                let label = self.kind.label();
+                let peer = peer.ip();
+                tracing::debug!(listener = label, %peer, reason = r.label(), "connection refused");
+                // Dropping the stream closes it: no TLS, no HTTP. The permit goes back with it.
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let held = Held {
+            _permit: permit,
+            _slot: slot,
+        };
+        self.serve(stream, meta, &snap, held).await;
     }
-    // Free the per-address slot before the gauge drops: a reader who sees the gauge fall may connect again.
-    drop(held);
-    open.dec();
+
+    /// Builds the connection's [`ConnMeta`] (reading the PROXY header where required), then runs the
+    /// connection guard on its client address. Pure decisions live in `proxy` and `conns`.
+    async fn admit(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        snap: &Snapshot,
+    ) -> Result<(ConnMeta, Option<Slot>), Refused> {
+        let proxied = if self.kind == Kind::Public && snap.listen.public_proxy_protocol {
+            match tokio::time::timeout(snap.timeouts.tls_handshake, proxy::read(stream)).await {
+                Ok(Ok(source)) => source,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "bad PROXY header");
+                    return Err(Refused::ProxyHeader);
+                }
+                Err(_) => return Err(Refused::ProxyHeader),
+            }
+        } else {
+            None
+        };
+        let meta = ConnMeta::new(self.kind, peer, proxied);
+        let slot = match self.kind.guarded() {
+            true => Some(conns::admit(
+                meta.client,
+                &snap.connections,
+                &self.ctx.conns,
+            )?),
+            false => None,
+        };
+        Ok((meta, slot))
+    }
+
+    async fn serve(self, stream: TcpStream, meta: ConnMeta, snap: &Snapshot, held: Held) {
+        let Handler {
+            kind, ctx, stop, ..
+        } = self;
+        let open = ctx
+            .metrics
+            .connections_open
+            .with_label_values(&[kind.label()]);
+        open.inc();
+        let io = IdleTimeout::new(stream, snap.timeouts.idle);
+        match kind {
+            Kind::Public => serve_tls(io, meta, snap, &ctx, stop).await,
+            Kind::Redirect { https_port } => {
+                let c = ctx.clone();
+                let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
+                serve_plain(io, snap, &ctx, svc, stop).await
+            }
+            Kind::Admin => {
+                let c = ctx.clone();
+                let svc = service_fn(move |req| http::admin::handle(req, c.clone()));
+                serve_plain(io, snap, &ctx, svc, stop).await
+            }
+        }
+        // Free the per-address slot before the gauge drops: a reader who sees the gauge fall may connect again.
+        drop(held);
+        open.dec();
+    }
 }
 
 async fn serve_tls(
     io: IdleTimeout<TcpStream>,
-    peer: SocketAddr,
+    meta: ConnMeta,
     snap: &Snapshot,
     ctx: &Arc<Ctx>,
     mut stop: watch::Receiver<bool>,
@@ -191,7 +231,7 @@ async fn serve_tls(
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(100));
     let c = ctx.clone();
-    let svc = service_fn(move |req| http::public::handle(req, c.clone(), peer));
+    let svc = service_fn(move |req| http::public::handle(req, c.clone(), meta));
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
     tokio::pin!(conn);
     let result = tokio::select! {

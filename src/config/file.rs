@@ -44,6 +44,9 @@ pub struct GuardFile {
     pub lists: ListsFile,
     #[serde(default)]
     pub connections: ConnectionsFile,
+    /// Networks whose `X-Forwarded-For` is believed (CIDRs or addresses); empty: the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[guard.lists]`: CIDR networks (a bare address is one host) checked on accept, before TLS, on the public
@@ -183,6 +186,9 @@ pub struct ListenFile {
     pub public: String,
     pub redirect: Option<String>,
     pub admin: Option<String>,
+    /// Every public connection must start with a PROXY protocol v2 header (read before TLS); restart only.
+    #[serde(default)]
+    pub public_proxy_protocol: bool,
 }
 
 #[derive(Debug, Deserialize)]

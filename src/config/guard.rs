@@ -133,6 +133,7 @@ mod tests {
             connections: ConnectionsFile {
                 max_per_address: max,
             },
+            trusted_proxies: vec![],
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub ratelimit: crate::guard::ratelimit::RateLimits,
     /// Allow/deny lists and the per-address connection cap, read at each accept.
     pub connections: crate::guard::conns::ConnPolicy,
+    /// Peers whose `X-Forwarded-For` names the client (`[guard] trusted_proxies`), canonical.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,
@@ -72,6 +74,8 @@ pub struct Listen {
     pub public: SocketAddr,
     pub redirect: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The public listener requires a PROXY v2 header on every connection.
+    pub public_proxy_protocol: bool,
 }
 
 /// Every bound on untrusted input, with the defaults from `file::LimitsFile`.

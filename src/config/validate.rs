@@ -45,6 +45,11 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     }
     let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
     let connections = super::guard::connections(&file.guard, &mut errs);
+    let trusted_proxies = super::guard::networks(
+        &file.guard.trusted_proxies,
+        "guard.trusted_proxies",
+        &mut errs,
+    );
     let spool_keys = super::spool_keys::spool_keys(&file.spool, base, mode, &mut errs);
     let profiles = super::tenants::profiles(&file.profiles, &mut errs);
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
@@ -71,6 +76,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             sinks,
             ratelimit,
             connections,
+            trusted_proxies,
             tenants,
             geo,
         }),
@@ -114,6 +120,7 @@ fn listen(file: &ConfigFile, errs: &mut Errors) -> Option<Listen> {
         public: public?,
         redirect: redirect.map_or(Some(None), |r| r.map(Some))?,
         admin: admin.map_or(Some(None), |a| a.map(Some))?,
+        public_proxy_protocol: file.listen.public_proxy_protocol,
     })
 }
 

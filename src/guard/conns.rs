@@ -38,10 +38,17 @@ pub enum Refused {
     Denied,
     NotAllowed,
     PerAddressCap,
+    /// A listener that requires PROXY v2 got a missing, malformed or truncated header (or none in time).
+    ProxyHeader,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 3] = [Refused::Denied, Refused::NotAllowed, Refused::PerAddressCap];
+    pub const ALL: [Refused; 4] = [
+        Refused::Denied,
+        Refused::NotAllowed,
+        Refused::PerAddressCap,
+        Refused::ProxyHeader,
+    ];
 
     /// The `reason` label of `tollgate_connections_refused_total`.
     pub fn label(self) -> &'static str {
@@ -49,6 +56,7 @@ impl Refused {
             Refused::Denied => "denied",
             Refused::NotAllowed => "not_allowed",
             Refused::PerAddressCap => "per_address_cap",
+            Refused::ProxyHeader => "proxy_header",
         }
     }
 
@@ -145,13 +153,13 @@ impl RefusedMetrics {
     }
 
     /// The counters of one listener, resolved once (call when its accept loop starts).
-    pub fn for_listener(&self, listener: &str) -> [IntCounter; 3] {
+    pub fn for_listener(&self, listener: &str) -> [IntCounter; 4] {
         Refused::ALL.map(|r| self.refused.with_label_values(&[listener, r.label()]))
     }
 }
 
 /// Counts `r` in counters from [`RefusedMetrics::for_listener`].
-pub fn count(counters: &[IntCounter; 3], r: Refused) {
+pub fn count(counters: &[IntCounter; 4], r: Refused) {
     counters[r.index()].inc();
 }
 

@@ -2,7 +2,9 @@
 //! join here as their own stages.
 
 pub mod access;
+pub mod connmeta;
 pub mod conns;
 pub mod limit;
 pub mod lists;
+pub mod proxy;
 pub mod ratelimit;

@@ -4,7 +4,6 @@
 //! client can fix and resend the request without creating duplicates.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +13,9 @@ use hyper::{Method, Request, StatusCode};
 
 use super::{body, json, Resp};
 use crate::app::Ctx;
+use crate::config::Snapshot;
 use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
+use crate::guard::connmeta::ConnMeta;
 use crate::guard::{access, limit};
 use crate::reject::Reject;
 use crate::spool::SpoolError;
@@ -24,7 +25,7 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<Ctx>,
-    peer: SocketAddr,
+    meta: ConnMeta,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
     let route = match req.uri().path() {
@@ -32,7 +33,7 @@ pub async fn handle(
         "/healthz" => "healthz",
         _ => "other",
     };
-    let mut res = match dispatch(req, &ctx, peer).await {
+    let mut res = match dispatch(req, &ctx, meta).await {
         Ok(res) => res,
         Err(reject) => {
             ctx.metrics.reject(&reject);
@@ -50,9 +51,9 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<Resp, Reject> {
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Resp, Reject> {
     match (req.uri().path(), req.method()) {
-        ("/v1/events", &Method::POST) => ingest(req, ctx, peer).await,
+        ("/v1/events", &Method::POST) => ingest(req, ctx, meta).await,
         ("/v1/events", _) => Err(Reject::MethodNotAllowed { allow: "POST" }),
         ("/healthz", &Method::GET | &Method::HEAD) => {
             Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
@@ -82,9 +83,10 @@ fn header_is_one(req: &Request<Incoming>, name: &str) -> bool {
 }
 
 /// What minimization may derive from (never copy out of) the request: address, user agent, opt-out signals.
-fn client_meta(req: &Request<Incoming>, peer: SocketAddr, ctx: &Ctx) -> ClientMeta {
+/// The address is the connection's client, or `X-Forwarded-For`'s when that client is a trusted proxy.
+fn client_meta(req: &Request<Incoming>, meta: ConnMeta, snap: &Snapshot, ctx: &Ctx) -> ClientMeta {
     ClientMeta {
-        ip: peer.ip().to_canonical(),
+        ip: meta.request_client(req.headers(), &snap.trusted_proxies),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -102,12 +104,12 @@ struct Tally<'a> {
     accepted: u64,
 }
 
-async fn ingest(req: Request<Incoming>, ctx: &Ctx, peer: SocketAddr) -> Result<Resp, Reject> {
+async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Resp, Reject> {
     if !content_type_ok(&req) {
         return Err(Reject::UnsupportedMediaType);
     }
     let snap = ctx.config.load_full();
-    let client = client_meta(&req, peer, ctx);
+    let client = client_meta(&req, meta, &snap, ctx);
     // Refused only once the body is read: answering an HTTP/2 stream early resets it, which curl reports as
     // a framing error instead of the 401.
     let caller = access::caller(req.headers(), client.ip);
