@@ -2,6 +2,7 @@
 //! join here as their own stages.
 
 pub mod access;
+pub mod anomaly;
 pub mod connmeta;
 pub mod conns;
 pub mod limit;
