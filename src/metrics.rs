@@ -40,6 +40,7 @@ pub struct Metrics {
     pub spool: Arc<SpoolMetrics>,
     pub sinks: SinkMetrics,
     pub limits: crate::guard::limit::LimitMetrics,
+    pub screen: crate::guard::screen::ScreenMetrics,
     /// `tollgate_connections_refused_total{listener, reason}`: closed before TLS by a list or the per-address cap.
     pub connections_refused: crate::guard::conns::RefusedMetrics,
 }
@@ -123,6 +124,7 @@ impl Metrics {
             spool: Arc::new(SpoolMetrics::register(registry)?),
             sinks: SinkMetrics::register(registry)?,
             limits: crate::guard::limit::LimitMetrics::register(registry)?,
+            screen: crate::guard::screen::ScreenMetrics::register(registry)?,
             connections_refused: crate::guard::conns::RefusedMetrics::register(registry)?,
         })
     }

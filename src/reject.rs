@@ -57,6 +57,8 @@ pub enum Reject {
     CredentialInvalid,
     #[error("the source address is not in the site's server networks")]
     NetworkNotAllowed,
+    #[error("the request looks like an attack and was refused")]
+    AnomalyDetected,
     #[error("too many requests, retry later")]
     RateLimited { retry_after_s: u32 },
     #[error("spool is full, retry later")]
@@ -91,6 +93,7 @@ impl Reject {
         "credential_missing",
         "credential_invalid",
         "network_not_allowed",
+        "anomaly_detected",
         "rate_limited",
         "spool_full",
         "spool_unavailable",
@@ -122,6 +125,7 @@ impl Reject {
             Reject::CredentialMissing => "credential_missing",
             Reject::CredentialInvalid => "credential_invalid",
             Reject::NetworkNotAllowed => "network_not_allowed",
+            Reject::AnomalyDetected => "anomaly_detected",
             Reject::RateLimited { .. } => "rate_limited",
             Reject::SpoolFull => "spool_full",
             Reject::SpoolUnavailable => "spool_unavailable",
@@ -139,6 +143,7 @@ impl Reject {
             Reject::UnknownSite { .. }
             | Reject::OriginNotAllowed
             | Reject::NetworkNotAllowed
+            | Reject::AnomalyDetected
             | Reject::PlainHttp => StatusCode::FORBIDDEN,
             Reject::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -299,6 +304,7 @@ mod tests {
             Reject::CredentialMissing,
             Reject::CredentialInvalid,
             Reject::NetworkNotAllowed,
+            Reject::AnomalyDetected,
             Reject::RateLimited { retry_after_s: 1 },
             Reject::SpoolFull,
             Reject::SpoolUnavailable,

@@ -47,6 +47,30 @@ pub struct GuardFile {
     /// Networks whose `X-Forwarded-For` is believed (CIDRs or addresses); empty: the header is ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The anomaly engine; without the table it is off.
+    pub anomaly: Option<AnomalyFile>,
+}
+
+/// `[guard.anomaly]`: CRS-style scoring of every decoded string value and the user agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyFile {
+    /// "enforce" (403 anomaly_detected at the threshold) or "detect" (count, refuse nothing).
+    pub mode: String,
+    /// Inbound anomaly threshold (CRS: critical 5, error 4, warning 3, notice 2).
+    pub threshold: u64,
+    /// 1-4: rules above this paranoia level are off.
+    pub paranoia: u64,
+}
+
+impl Default for AnomalyFile {
+    fn default() -> Self {
+        Self {
+            mode: "enforce".into(),
+            threshold: 5,
+            paranoia: 1,
+        }
+    }
 }
 
 /// `[guard.lists]`: CIDR networks (a bare address is one host) checked on accept, before TLS, on the public

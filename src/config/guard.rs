@@ -117,6 +117,40 @@ fn canonical(net: IpNet) -> Option<IpNet> {
     }
 }
 
+/// The anomaly engine, compiled; `None` when `[guard.anomaly]` is absent.
+pub(super) fn anomaly(
+    f: Option<&super::file::AnomalyFile>,
+    errs: &mut Errors,
+) -> Option<std::sync::Arc<crate::guard::anomaly::Engine>> {
+    use crate::guard::anomaly::{AnomalyConfig, Engine, Family, FamilyModes, Mode as FamilyMode};
+    let f = f?;
+    let mode = match f.mode.as_str() {
+        "enforce" => FamilyMode::Enforce,
+        "detect" => FamilyMode::Detect,
+        other => {
+            errs.push(
+                "guard.anomaly.mode",
+                format!("{other:?} is not \"enforce\" or \"detect\""),
+            );
+            return None;
+        }
+    };
+    let mut families = FamilyModes::default();
+    for family in Family::ALL {
+        families.set(family, mode);
+    }
+    let config = AnomalyConfig {
+        threshold: u32::try_from(f.threshold).unwrap_or(u32::MAX),
+        paranoia: u8::try_from(f.paranoia).unwrap_or(u8::MAX),
+        families,
+        ..AnomalyConfig::default()
+    };
+    Engine::new(&config)
+        .map(std::sync::Arc::new)
+        .map_err(|e| errs.push("guard.anomaly", e.to_string()))
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +168,7 @@ mod tests {
                 max_per_address: max,
             },
             trusted_proxies: vec![],
+            anomaly: None,
         }
     }
 

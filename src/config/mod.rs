@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub spool_keys: SpoolKeys,
     /// Sinks, in config order; each is a spool consumer.
     pub sinks: Vec<SinkConfig>,
+    /// The compiled anomaly engine (`[guard.anomaly]`); `None` = off.
+    pub anomaly: Option<Arc<crate::guard::anomaly::Engine>>,
     /// Rate limits: the runtime limiter service lives in the app and is reconfigured on reload.
     pub ratelimit: crate::guard::ratelimit::RateLimits,
     /// Allow/deny lists and the per-address connection cap, read at each accept.

@@ -44,6 +44,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
         s.consumers = sinks.iter().map(|k| k.name.clone()).collect();
     }
     let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
+    let anomaly = super::guard::anomaly(file.guard.anomaly.as_ref(), &mut errs);
     let connections = super::guard::connections(&file.guard, &mut errs);
     let trusted_proxies = super::guard::networks(
         &file.guard.trusted_proxies,
@@ -74,6 +75,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             spool,
             spool_keys,
             sinks,
+            anomaly,
             ratelimit,
             connections,
             trusted_proxies,

@@ -9,3 +9,4 @@ pub mod limit;
 pub mod lists;
 pub mod proxy;
 pub mod ratelimit;
+pub mod screen;

@@ -16,7 +16,7 @@ use crate::app::Ctx;
 use crate::config::Snapshot;
 use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
 use crate::guard::connmeta::ConnMeta;
-use crate::guard::{access, limit};
+use crate::guard::{access, limit, screen};
 use crate::reject::Reject;
 use crate::spool::SpoolError;
 
@@ -113,6 +113,12 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
     // Refused only once the body is read: answering an HTTP/2 stream early resets it, which curl reports as
     // a framing error instead of the 401.
     let caller = access::caller(req.headers(), client.ip);
+    // The raw user agent, for the anomaly engine only (minimization sees the reduced one).
+    let user_agent = snap.anomaly.as_ref().and_then(|_| {
+        req.headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    });
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -126,6 +132,9 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
     .await?;
     let caller = caller?;
     let raw = event::decode(&bytes, &snap.limits)?;
+    if let Some(engine) = &snap.anomaly {
+        screen::admit(engine, &ctx.metrics.screen, &raw, user_agent.as_deref())?;
+    }
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
     // One tally per tenant in the request (almost always exactly one).
