@@ -154,6 +154,11 @@ per_address = { rate_per_s = 10000000, burst = 10000000 }
 per_address_tenant = { rate_per_s = 10000000, burst = 10000000 }
 per_tenant = { rate_per_s = 10000000, burst = 10000000 }
 
+[guard.anomaly]
+mode = "enforce"
+threshold = 5
+paranoia = 1
+
 # The embedded default sink is on, as in config/tollgate.toml: its cost is part of what is measured.
 [[sinks]]
 name = "file"
