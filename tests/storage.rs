@@ -5,37 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{event, Client, Fixture, Proto};
+use common::{event, sink_files, Client, Fixture, Proto};
 use serde_json::json;
-
-/// Every NDJSON line under `root`, parsed, by file path; a last line without `\n` (a torn write) is skipped.
-fn ndjson(root: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ndjson") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
-                let lines = complete
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-                out.insert(p.strip_prefix(root).unwrap().display().to_string(), lines);
-            }
-        }
-    }
-    out
-}
 
 fn ids(files: &BTreeMap<String, Vec<serde_json::Value>>) -> Vec<String> {
     let mut ids: Vec<String> = files
@@ -73,9 +46,9 @@ async fn acknowledged_events_reach_the_file_sink_minimized_and_once() {
     acked.sort();
     let out = fx.dir.path().join("data/out");
     wait_until("all events in the file sink", || {
-        ids(&ndjson(&out)) == acked
+        ids(&sink_files(&out)) == acked
     });
-    let files = ndjson(&out);
+    let files = sink_files(&out);
     // The fixture's fixed clock: 2024-11-22T08:00Z.
     assert_eq!(
         files.keys().collect::<Vec<_>>(),
@@ -157,9 +130,9 @@ async fn an_eu_tenant_never_reaches_a_us_sink_in_a_mixed_run() {
         fx.dir.path().join("data/out-us"),
     );
     wait_until("both sinks", || {
-        ids(&ndjson(&out_eu)) == eu && ids(&ndjson(&out_us)) == us
+        ids(&sink_files(&out_eu)) == eu && ids(&sink_files(&out_us)) == us
     });
-    assert!(ndjson(&out_eu).keys().all(|p| p.starts_with("demo/")));
-    assert!(ndjson(&out_us).keys().all(|p| p.starts_with("usshop/")));
+    assert!(sink_files(&out_eu).keys().all(|p| p.starts_with("demo/")));
+    assert!(sink_files(&out_us).keys().all(|p| p.starts_with("usshop/")));
     running.stop().await.unwrap();
 }

@@ -13,10 +13,11 @@ mod server;
 mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
-use common::{event, metric, post_ids as post, wait_for, Client, Fixture, Proto, NOW_MS};
+use common::{
+    event, metric, post_ids as post, sink_records, wait_for, Client, Fixture, Proto, NOW_MS,
+};
 use serde_json::Value;
 use server::{ClickHouse, PASSWORD};
 use tokio::time::Instant;
@@ -72,33 +73,8 @@ async fn counted(running: &Running, name: &str, labels: &[(&str, &str)], want: u
     assert_eq!(metric(running, name, labels), want as f64, "{what}");
 }
 
-/// Every complete NDJSON line under `root`, by event id (a torn last line is skipped).
-fn file_records(root: &Path) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for p in entries.map(|e| e.unwrap().path()) {
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ndjson") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
-                for line in complete.lines() {
-                    let v: Value = serde_json::from_str(line).unwrap();
-                    out.push((v["event_id"].as_str().unwrap().to_owned(), v));
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn file_ids(fx: &Fixture) -> Vec<String> {
-    file_records(&fx.dir.path().join("data/out"))
+    sink_records(&fx.dir.path().join("data/out"))
         .into_iter()
         .map(|(id, _)| id)
         .collect()
@@ -167,7 +143,7 @@ async fn every_acknowledged_event_reaches_clickhouse_and_the_file_sink_once() {
         acked,
         "each acknowledged id exactly once, nothing else"
     );
-    let files: BTreeMap<String, Value> = file_records(&fx.dir.path().join("data/out"))
+    let files: BTreeMap<String, Value> = sink_records(&fx.dir.path().join("data/out"))
         .into_iter()
         .collect();
     assert_eq!(file_ids(&fx), acked, "the file sink has each id once");

@@ -11,12 +11,11 @@ mod nats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{event, metric, post_ids as post, Client, Fixture, Proto};
+use common::{event, metric, post_ids as post, sink_records, Client, Fixture, Proto};
 use nats::{Server, StreamReader, Tap};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -87,38 +86,11 @@ async fn keep_posting(
     panic!("posted 4000 requests and was never stopped");
 }
 
-/// Every complete NDJSON line of the file sink, by event id, in id order (a torn last line is skipped).
-fn file_records(fx: &Fixture) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut stack = vec![fx.dir.path().join("data/out")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for p in entries.map(|e| e.unwrap().path()) {
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ndjson") {
-                out.extend(ndjson_lines(&p));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn ndjson_lines(path: &Path) -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
-    let parse = |line: &str| {
-        let v: Value = serde_json::from_str(line).unwrap();
-        (v["event_id"].as_str().unwrap().to_owned(), v)
-    };
-    complete.lines().map(parse).collect()
-}
-
 fn file_ids(fx: &Fixture) -> Vec<String> {
-    file_records(fx).into_iter().map(|(id, _)| id).collect()
+    sink_records(&fx.dir.path().join("data/out"))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Checks one stored event against what `common::event(id)` sent and the demo tenant's key.
@@ -194,7 +166,9 @@ async fn every_acknowledged_event_reaches_jetstream_once_over_tls_ingest() {
         "nothing more arrives"
     );
     assert_stream_holds_each_once(&running, &stream, &acked);
-    let files: BTreeMap<String, Value> = file_records(&fx).into_iter().collect();
+    let files: BTreeMap<String, Value> = sink_records(&fx.dir.path().join("data/out"))
+        .into_iter()
+        .collect();
     assert_eq!(file_ids(&fx), acked, "the file sink has each id once");
     for (id, stored) in &stream.by_id {
         let record: Value = serde_json::from_slice(&stored.payload).unwrap();

@@ -383,3 +383,40 @@ pub async fn post_ids(
     acked.sort();
     acked
 }
+
+/// Every complete NDJSON line a file sink wrote under `root`, by file path relative to `root` (a torn last
+/// line without its `\n` is skipped: the sink delivers that batch again).
+pub fn sink_files(root: &Path) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for p in entries.map(|e| e.unwrap().path()) {
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ndjson") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+                let lines = complete
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), lines);
+            }
+        }
+    }
+    out
+}
+
+/// The same lines as `(event_id, record)`, in id order.
+pub fn sink_records(root: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut out: Vec<_> = sink_files(root)
+        .into_values()
+        .flatten()
+        .map(|v| (v["event_id"].as_str().unwrap().to_owned(), v))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
