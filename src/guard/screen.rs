@@ -3,6 +3,8 @@
 //! `site` for per-tenant exclusions, before validation can drop anything. An event whose enforced score reaches
 //! the threshold refuses the whole request (`403 anomaly_detected`); hits are counted by family either way.
 
+use std::fmt::Write;
+
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde_json::{Map, Value};
 
@@ -100,7 +102,7 @@ fn walk<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
-                path.push_str(&format!("[{i}]"));
+                let _ = write!(path, "[{i}]");
                 walk(item, path, out);
                 path.truncate(len);
             }

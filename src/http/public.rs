@@ -113,12 +113,11 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
     // Refused only once the body is read: answering an HTTP/2 stream early resets it, which curl reports as
     // a framing error instead of the 401.
     let caller = access::caller(req.headers(), client.ip);
-    // The raw user agent, for the anomaly engine only (minimization sees the reduced one).
-    let user_agent = snap.anomaly.as_ref().and_then(|_| {
-        req.headers()
-            .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    });
+    // The raw user agent, for the anomaly engine only (minimization sees the reduced one); a cheap clone.
+    let user_agent = snap
+        .anomaly
+        .as_ref()
+        .and_then(|_| req.headers().get(header::USER_AGENT).cloned());
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -133,7 +132,10 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
     let caller = caller?;
     let raw = event::decode(&bytes, &snap.limits)?;
     if let Some(engine) = &snap.anomaly {
-        screen::admit(engine, &ctx.metrics.screen, &raw, user_agent.as_deref())?;
+        let ua = user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        screen::admit(engine, &ctx.metrics.screen, &raw, ua.as_deref())?;
     }
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
