@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
 use crate::guard::conns::AddrSlots;
+use crate::guard::jail::{GuardMetrics, Jail};
 use crate::guard::ratelimit::{self, RateLimitService};
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub ratelimit: RateLimitService,
     /// Open connections per client address (the cap itself is in the snapshot): outlives reloads.
     pub conns: AddrSlots,
+    /// Bans and behaviour windows: outlive reloads (policies are in the snapshot).
+    pub jail: Jail,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,13 +167,14 @@ impl App {
         let ctx = Arc::new(Ctx {
             config,
             metrics,
-            registry,
+            registry: registry.clone(),
             spool,
             clock,
             user_agents: UaCache::new(1024),
             config_path,
             ratelimit,
             conns: AddrSlots::default(),
+            jail: Jail::new(GuardMetrics::register(&registry)?),
         });
         Ok((App { ctx, writer }, recovery))
     }
@@ -290,7 +294,8 @@ impl Running {
     }
 }
 
-/// Drops idle rate-limiter keys every `SWEEP_PERIOD` and publishes the key counts.
+/// Every `SWEEP_PERIOD`: drops idle rate-limiter keys, forgotten bans and silent behaviour windows, and
+/// publishes the key and ban counts.
 async fn sweep_limiters(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(ratelimit::SWEEP_PERIOD);
     loop {
@@ -299,6 +304,9 @@ async fn sweep_limiters(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 ctx.ratelimit.sweep();
                 ctx.metrics.limits.publish_keys(&ctx.ratelimit);
+                let snap = ctx.config.load();
+                let now = tokio::time::Instant::now().into_std();
+                ctx.jail.sweep(snap.bans.as_ref(), snap.behaviour.as_ref(), now);
             }
         }
     }

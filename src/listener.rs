@@ -7,8 +7,8 @@
 //! `listen.public_proxy_protocol` every public connection must first send a PROXY v2 header, read within the
 //! TLS handshake timeout and [`proxy::MAX_HEADER_BYTES`]; its source becomes the client, and a missing or bad
 //! header closes the connection. On the internet-facing listeners (public, redirect) the connection then
-//! passes the connection guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the
-//! per-address cap) on that client address, before any TLS or HTTP work; a refused one is closed at once and
+//! passes the connection guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the ban
+//! table, then the per-address cap) on that client address, before any TLS or HTTP work; a refused one is closed at once and
 //! counted in `tollgate_connections_refused_total`. The admin listener (loopback only) is not guarded, so
 //! metrics and reload stay reachable.
 
@@ -64,7 +64,7 @@ struct Held {
 struct Handler {
     kind: Kind,
     ctx: Arc<Ctx>,
-    refused: [IntCounter; 4],
+    refused: [IntCounter; Refused::ALL.len()],
     stop: watch::Receiver<bool>,
 }
 
@@ -167,6 +167,8 @@ impl Handler {
                 meta.client,
                 &snap.connections,
                 &self.ctx.conns,
+                &self.ctx.jail.bans,
+                tokio::time::Instant::now().into_std(),
             )?),
             false => None,
         };

@@ -61,6 +61,8 @@ pub enum Reject {
     AnomalyDetected,
     #[error("too many requests, retry later")]
     RateLimited { retry_after_s: u32 },
+    #[error("this address is banned for a while after suspicious requests")]
+    Banned { retry_after_s: u32 },
     #[error("spool is full, retry later")]
     SpoolFull,
     #[error("spool is unavailable, retry later")]
@@ -95,6 +97,7 @@ impl Reject {
         "network_not_allowed",
         "anomaly_detected",
         "rate_limited",
+        "banned",
         "spool_full",
         "spool_unavailable",
     ];
@@ -127,6 +130,7 @@ impl Reject {
             Reject::NetworkNotAllowed => "network_not_allowed",
             Reject::AnomalyDetected => "anomaly_detected",
             Reject::RateLimited { .. } => "rate_limited",
+            Reject::Banned { .. } => "banned",
             Reject::SpoolFull => "spool_full",
             Reject::SpoolUnavailable => "spool_unavailable",
         }
@@ -144,6 +148,7 @@ impl Reject {
             | Reject::OriginNotAllowed
             | Reject::NetworkNotAllowed
             | Reject::AnomalyDetected
+            | Reject::Banned { .. }
             | Reject::PlainHttp => StatusCode::FORBIDDEN,
             Reject::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -181,7 +186,9 @@ impl Reject {
         match self {
             Reject::SpoolFull => Some(30),
             Reject::SpoolUnavailable => Some(5),
-            Reject::RateLimited { retry_after_s } => Some(*retry_after_s),
+            Reject::RateLimited { retry_after_s } | Reject::Banned { retry_after_s } => {
+                Some(*retry_after_s)
+            }
             _ => None,
         }
     }

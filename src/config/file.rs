@@ -49,6 +49,82 @@ pub struct GuardFile {
     pub trusted_proxies: Vec<String>,
     /// The anomaly engine; without the table it is off.
     pub anomaly: Option<AnomalyFile>,
+    /// Bans for anomaly blocks and behaviour offences; without the table nobody is banned.
+    pub bans: Option<BansFile>,
+    /// Per-address behaviour windows; without the table they are off.
+    pub behaviour: Option<BehaviourFile>,
+}
+
+/// `[guard.bans]`: recidive bans. The n-th ban of an address lasts `ttl_s * 2^(n-1)`, at most `max_ttl_s`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BansFile {
+    /// "enforce" (refuse the address before TLS) or "detect" (log and count would-be bans).
+    pub mode: String,
+    pub ttl_s: u64,
+    pub max_ttl_s: u64,
+    /// Strikes are forgotten this long after an address's last ban ends.
+    pub forget_s: u64,
+    /// Addresses (IPv6: /64s) the table holds; when full the ban ending soonest goes first.
+    pub max_entries: u64,
+    /// Networks never banned (CIDRs or addresses).
+    pub exempt: Vec<String>,
+}
+
+impl Default for BansFile {
+    fn default() -> Self {
+        Self {
+            mode: "enforce".into(),
+            ttl_s: 600,
+            max_ttl_s: 86_400,
+            forget_s: 86_400,
+            max_entries: 100_000,
+            exempt: Vec::new(),
+        }
+    }
+}
+
+/// `[guard.behaviour]`: per-address bounds over a sliding window; crossing one is an offence (a ban).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourFile {
+    /// "enforce" (an offence bans) or "detect" (count, ban nothing for it).
+    pub mode: String,
+    pub window_s: u64,
+    /// 4xx answers (429 excluded) per window.
+    pub max_client_errors: u64,
+    /// Distinct unknown `site` keys per window.
+    pub max_unknown_sites: u64,
+    /// Accepted events per window.
+    pub max_events: u64,
+    /// Addresses (IPv6: /64s) tracked at once.
+    pub max_keys: u64,
+}
+
+impl Default for BehaviourFile {
+    fn default() -> Self {
+        Self {
+            mode: "enforce".into(),
+            window_s: 60,
+            max_client_errors: 60,
+            max_unknown_sites: 5,
+            max_events: 6_000,
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// `[[guard.anomaly.exclusions]]`: drops hits as a CRS rule exclusion does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionFile {
+    /// Only this tenant (`site`); absent: every tenant.
+    pub tenant: Option<String>,
+    /// Fields at or under this JSON path (`cart.items` covers `cart.items[0].name`); absent: every field.
+    #[serde(default)]
+    pub field: String,
+    /// Only this family (`sqli`, `xss`, ...); absent: every family.
+    pub family: Option<String>,
 }
 
 /// `[guard.anomaly]`: CRS-style scoring of every decoded string value and the user agent.
@@ -61,6 +137,9 @@ pub struct AnomalyFile {
     pub threshold: u64,
     /// 1-4: rules above this paranoia level are off.
     pub paranoia: u64,
+    /// Per-family mode overriding `mode`: family label -> "enforce" | "detect" | "off".
+    pub families: BTreeMap<String, String>,
+    pub exclusions: Vec<ExclusionFile>,
 }
 
 impl Default for AnomalyFile {
@@ -69,6 +148,8 @@ impl Default for AnomalyFile {
             mode: "enforce".into(),
             threshold: 5,
             paranoia: 1,
+            families: BTreeMap::new(),
+            exclusions: Vec::new(),
         }
     }
 }

@@ -5,9 +5,14 @@ use std::num::NonZeroU32;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::file::{GuardFile, QuotaFile, RateLimitFile};
+use std::time::Duration;
+
+use super::file::{BansFile, BehaviourFile, GuardFile, QuotaFile, RateLimitFile};
 use super::validate::Errors;
+use crate::guard::bans::BanPolicy;
+use crate::guard::behaviour::BehaviourPolicy;
 use crate::guard::conns::ConnPolicy;
+use crate::guard::jail::BehaviourConfig;
 use crate::guard::lists::Lists;
 use crate::guard::ratelimit::{Mode, Quota, RateLimits};
 
@@ -122,7 +127,9 @@ pub(super) fn anomaly(
     f: Option<&super::file::AnomalyFile>,
     errs: &mut Errors,
 ) -> Option<std::sync::Arc<crate::guard::anomaly::Engine>> {
-    use crate::guard::anomaly::{AnomalyConfig, Engine, Family, FamilyModes, Mode as FamilyMode};
+    use crate::guard::anomaly::{
+        AnomalyConfig, Engine, Exclusion, Family, FamilyModes, Mode as FamilyMode,
+    };
     let f = f?;
     let mode = match f.mode.as_str() {
         "enforce" => FamilyMode::Enforce,
@@ -139,16 +146,138 @@ pub(super) fn anomaly(
     for family in Family::ALL {
         families.set(family, mode);
     }
+    let family_of = |label: &str, at: String, errs: &mut Errors| {
+        let found = Family::from_label(label);
+        if found.is_none() {
+            let all: Vec<&str> = Family::ALL.iter().map(|f| f.label()).collect();
+            errs.push(
+                at,
+                format!("{label:?} is not a family ({})", all.join(", ")),
+            );
+        }
+        found
+    };
+    for (label, m) in &f.families {
+        let at = format!("guard.anomaly.families.{label}");
+        let m = match m.as_str() {
+            "enforce" => FamilyMode::Enforce,
+            "detect" => FamilyMode::Detect,
+            "off" => FamilyMode::Off,
+            other => {
+                errs.push(
+                    &at,
+                    format!("{other:?} is not \"enforce\", \"detect\" or \"off\""),
+                );
+                continue;
+            }
+        };
+        if let Some(family) = family_of(label, at, errs) {
+            families.set(family, m);
+        }
+    }
+    let mut exclusions = Vec::with_capacity(f.exclusions.len());
+    for (i, e) in f.exclusions.iter().enumerate() {
+        let family = match &e.family {
+            Some(l) => match family_of(l, format!("guard.anomaly.exclusions[{i}].family"), errs) {
+                Some(f) => Some(f),
+                None => continue,
+            },
+            None => None,
+        };
+        exclusions.push(Exclusion {
+            tenant: e.tenant.clone(),
+            field_prefix: e.field.clone(),
+            family,
+        });
+    }
     let config = AnomalyConfig {
         threshold: u32::try_from(f.threshold).unwrap_or(u32::MAX),
         paranoia: u8::try_from(f.paranoia).unwrap_or(u8::MAX),
         families,
+        exclusions,
         ..AnomalyConfig::default()
     };
     Engine::new(&config)
         .map(std::sync::Arc::new)
         .map_err(|e| errs.push("guard.anomaly", e.to_string()))
         .ok()
+}
+
+fn enforce(mode: &str, at: &str, errs: &mut Errors) -> bool {
+    match mode {
+        "enforce" => true,
+        "detect" => false,
+        other => {
+            errs.push(at, format!("{other:?} is not \"enforce\" or \"detect\""));
+            true
+        }
+    }
+}
+
+/// `v` as a count within `lo..=hi`, reported at `at` otherwise.
+fn bounded(v: u64, lo: u64, hi: u64, at: &str, errs: &mut Errors) -> u64 {
+    if !(lo..=hi).contains(&v) {
+        errs.push(at, format!("{v} is out of range {lo}..={hi}"));
+    }
+    v.clamp(lo, hi)
+}
+
+/// `[guard.bans]`; `None` when absent.
+pub(super) fn bans(f: Option<&BansFile>, errs: &mut Errors) -> Option<BanPolicy> {
+    let f = f?;
+    let secs = |v: u64, key: &str, errs: &mut Errors| {
+        Duration::from_secs(bounded(
+            v,
+            1,
+            365 * 86_400,
+            &format!("guard.bans.{key}"),
+            errs,
+        ))
+    };
+    let ttl = secs(f.ttl_s, "ttl_s", errs);
+    let max_ttl = secs(f.max_ttl_s, "max_ttl_s", errs);
+    if max_ttl < ttl {
+        errs.push("guard.bans.max_ttl_s", "must be at least ttl_s");
+    }
+    Some(BanPolicy {
+        enforce: enforce(&f.mode, "guard.bans.mode", errs),
+        ttl,
+        max_ttl,
+        forget: secs(f.forget_s, "forget_s", errs),
+        max_entries: bounded(f.max_entries, 1, 10_000_000, "guard.bans.max_entries", errs) as usize,
+        exempt: networks(&f.exempt, "guard.bans.exempt", errs),
+    })
+}
+
+/// `[guard.behaviour]`; `None` when absent.
+pub(super) fn behaviour(f: Option<&BehaviourFile>, errs: &mut Errors) -> Option<BehaviourConfig> {
+    let f = f?;
+    let n = |v: u64, key: &str, errs: &mut Errors| {
+        bounded(
+            v,
+            1,
+            u64::from(u32::MAX),
+            &format!("guard.behaviour.{key}"),
+            errs,
+        ) as u32
+    };
+    let policy = BehaviourPolicy {
+        window: Duration::from_secs(bounded(
+            f.window_s,
+            1,
+            86_400,
+            "guard.behaviour.window_s",
+            errs,
+        )),
+        max_client_errors: n(f.max_client_errors, "max_client_errors", errs),
+        max_unknown_sites: n(f.max_unknown_sites, "max_unknown_sites", errs).min(1024),
+        max_events: n(f.max_events, "max_events", errs),
+        max_keys: bounded(f.max_keys, 1, 10_000_000, "guard.behaviour.max_keys", errs) as usize,
+    };
+    Some(BehaviourConfig {
+        policy,
+        enforce: enforce(&f.mode, "guard.behaviour.mode", errs),
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +298,8 @@ mod tests {
             },
             trusted_proxies: vec![],
             anomaly: None,
+            bans: None,
+            behaviour: None,
         }
     }
 

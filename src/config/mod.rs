@@ -54,6 +54,10 @@ pub struct Snapshot {
     pub ratelimit: crate::guard::ratelimit::RateLimits,
     /// Allow/deny lists and the per-address connection cap, read at each accept.
     pub connections: crate::guard::conns::ConnPolicy,
+    /// `[guard.bans]`: the ban table itself lives in the app (`Ctx::jail`); `None` = nobody is banned.
+    pub bans: Option<crate::guard::bans::BanPolicy>,
+    /// `[guard.behaviour]`: the windows live in the app; `None` = off.
+    pub behaviour: Option<crate::guard::jail::BehaviourConfig>,
     /// Peers whose `X-Forwarded-For` names the client (`[guard] trusted_proxies`), canonical.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tenants: HashMap<String, Tenant>,

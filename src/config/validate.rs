@@ -46,6 +46,8 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
     let anomaly = super::guard::anomaly(file.guard.anomaly.as_ref(), &mut errs);
     let connections = super::guard::connections(&file.guard, &mut errs);
+    let bans = super::guard::bans(file.guard.bans.as_ref(), &mut errs);
+    let behaviour = super::guard::behaviour(file.guard.behaviour.as_ref(), &mut errs);
     let trusted_proxies = super::guard::networks(
         &file.guard.trusted_proxies,
         "guard.trusted_proxies",
@@ -78,6 +80,8 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             anomaly,
             ratelimit,
             connections,
+            bans,
+            behaviour,
             trusted_proxies,
             tenants,
             geo,

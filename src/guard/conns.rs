@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+use super::bans::BanTable;
 use super::lists::{self, ListRefusal, Lists};
 use super::ratelimit::AddrKey;
 
@@ -40,14 +42,17 @@ pub enum Refused {
     PerAddressCap,
     /// A listener that requires PROXY v2 got a missing, malformed or truncated header (or none in time).
     ProxyHeader,
+    /// The address is banned ([`bans`](super::bans)).
+    Banned,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 4] = [
+    pub const ALL: [Refused; 5] = [
         Refused::Denied,
         Refused::NotAllowed,
         Refused::PerAddressCap,
         Refused::ProxyHeader,
+        Refused::Banned,
     ];
 
     /// The `reason` label of `tollgate_connections_refused_total`.
@@ -57,6 +62,7 @@ impl Refused {
             Refused::NotAllowed => "not_allowed",
             Refused::PerAddressCap => "per_address_cap",
             Refused::ProxyHeader => "proxy_header",
+            Refused::Banned => "banned",
         }
     }
 
@@ -126,9 +132,19 @@ impl Drop for Slot {
     }
 }
 
-/// The accept-time stage: lists first (pure), then the per-address cap. `Ok` carries the connection's slot.
-pub fn admit(ip: IpAddr, policy: &ConnPolicy, slots: &AddrSlots) -> Result<Slot, Refused> {
+/// The accept-time stage: lists first (pure; deny wins over everything), then bans, then the per-address
+/// cap. `Ok` carries the connection's slot.
+pub fn admit(
+    ip: IpAddr,
+    policy: &ConnPolicy,
+    slots: &AddrSlots,
+    bans: &BanTable,
+    now: Instant,
+) -> Result<Slot, Refused> {
     lists::check(ip, &policy.lists)?;
+    if bans.banned(ip, now).is_some() {
+        return Err(Refused::Banned);
+    }
     slots
         .try_take(ip, policy.max_per_address)
         .ok_or(Refused::PerAddressCap)
@@ -153,13 +169,13 @@ impl RefusedMetrics {
     }
 
     /// The counters of one listener, resolved once (call when its accept loop starts).
-    pub fn for_listener(&self, listener: &str) -> [IntCounter; 4] {
+    pub fn for_listener(&self, listener: &str) -> [IntCounter; Refused::ALL.len()] {
         Refused::ALL.map(|r| self.refused.with_label_values(&[listener, r.label()]))
     }
 }
 
 /// Counts `r` in counters from [`RefusedMetrics::for_listener`].
-pub fn count(counters: &[IntCounter; 4], r: Refused) {
+pub fn count(counters: &[IntCounter; Refused::ALL.len()], r: Refused) {
     counters[r.index()].inc();
 }
 
@@ -223,15 +239,27 @@ mod tests {
             },
             max_per_address: cap(1),
         };
+        let (bans, now) = (BanTable::default(), Instant::now());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(admit(ip, &policy, &slots).unwrap_err(), Refused::Denied);
+        assert_eq!(
+            admit(ip, &policy, &slots, &bans, now).unwrap_err(),
+            Refused::Denied
+        );
         assert!(slots.is_empty(), "a denied peer takes no slot");
         let other: IpAddr = "198.51.100.1".parse().unwrap();
-        let _s = admit(other, &policy, &slots).unwrap();
+        let _s = admit(other, &policy, &slots, &bans, now).unwrap();
         assert_eq!(
-            admit(other, &policy, &slots).unwrap_err(),
+            admit(other, &policy, &slots, &bans, now).unwrap_err(),
             Refused::PerAddressCap
         );
+        let third: IpAddr = "198.51.100.2".parse().unwrap();
+        let ban = crate::guard::bans::BanPolicy::default();
+        bans.ban(&ban, third, crate::guard::bans::BanReason::Anomaly, now);
+        assert_eq!(
+            admit(third, &policy, &slots, &bans, now).unwrap_err(),
+            Refused::Banned
+        );
+        assert_eq!(slots.len(), 1, "a banned peer takes no slot");
     }
 
     #[test]

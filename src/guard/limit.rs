@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::jail::GuardMetrics;
 use super::ratelimit::{Decision, RateLimitService, Which};
 use crate::reject::Reject;
 
@@ -57,7 +58,7 @@ fn index(w: Which) -> usize {
 /// Admits one request of `ip` for tenant `site`, or refuses it with 429.
 pub fn admit(
     svc: &RateLimitService,
-    m: &LimitMetrics,
+    (m, guard): (&LimitMetrics, &GuardMetrics),
     ip: IpAddr,
     site: &str,
 ) -> Result<(), Reject> {
@@ -65,6 +66,7 @@ pub fn admit(
         Decision::Allow => Ok(()),
         d @ Decision::Limited { limiter, .. } => {
             m.limited[index(limiter)].inc();
+            guard.decide("ratelimit", limiter.label(), true);
             let secs = d.retry_after_secs().unwrap_or(1);
             Err(Reject::RateLimited {
                 retry_after_s: u32::try_from(secs).unwrap_or(u32::MAX),
@@ -72,6 +74,7 @@ pub fn admit(
         }
         Decision::Detected { limiter } => {
             m.detected[index(limiter)].inc();
+            guard.decide("ratelimit", limiter.label(), false);
             Ok(())
         }
     }

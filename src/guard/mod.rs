@@ -1,10 +1,15 @@
-//! guard: who may enter. `access` checks the tenant and the browser origin; rate limits and anomaly scoring
-//! join here as their own stages.
+//! guard: who may enter. On accept, before TLS: `lists`, `bans` and the per-address cap (`conns`), on the
+//! client address `connmeta`/`proxy` establish. Per request: the ban check (`jail`), `access` (tenant, origin,
+//! server credential), `screen` (the `anomaly` engine), `limit` (`ratelimit`), and after the answer the
+//! `behaviour` windows, whose crossed bounds and anomaly blocks become bans in `jail`.
 
 pub mod access;
 pub mod anomaly;
+pub mod bans;
+pub mod behaviour;
 pub mod connmeta;
 pub mod conns;
+pub mod jail;
 pub mod limit;
 pub mod lists;
 pub mod proxy;

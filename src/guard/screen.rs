@@ -8,7 +8,8 @@ use std::fmt::Write;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde_json::{Map, Value};
 
-use super::anomaly::{Engine, Family};
+use super::anomaly::{Engine, Family, Mode, Verdict};
+use super::jail::GuardMetrics;
 use crate::event::RawEvent;
 use crate::reject::Reject;
 
@@ -44,6 +45,7 @@ impl ScreenMetrics {
 pub fn admit(
     engine: &Engine,
     m: &ScreenMetrics,
+    guard: &GuardMetrics,
     events: &[RawEvent],
     user_agent: Option<&str>,
 ) -> Result<(), Reject> {
@@ -65,6 +67,9 @@ pub fn admit(
                 .expect("every family is in ALL");
             m.hits[at].inc();
         }
+        if verdict.score >= engine.threshold() {
+            decide(engine, guard, &verdict);
+        }
         if verdict.blocked {
             m.blocked.inc();
             tracing::info!(
@@ -76,6 +81,21 @@ pub fn admit(
         }
     }
     Ok(())
+}
+
+/// Counts a refusal (or, for detect-only families, a would-be refusal) once per family that scored in it.
+fn decide(engine: &Engine, guard: &GuardMetrics, verdict: &Verdict) {
+    let mut seen = [false; Family::ALL.len()];
+    for hit in &verdict.hits {
+        let at = Family::ALL
+            .iter()
+            .position(|f| *f == hit.family)
+            .unwrap_or(0);
+        if !std::mem::replace(&mut seen[at], true) {
+            let enforce = verdict.blocked && engine.mode(hit.family) == Mode::Enforce;
+            guard.decide("anomaly", hit.family.label(), enforce);
+        }
+    }
 }
 
 /// Every string value under `object` with its path; `decode` bounded depth, keys and strings already.

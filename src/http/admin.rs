@@ -1,5 +1,8 @@
-//! The admin listener (loopback only): `GET /metrics` in Prometheus text format, `GET /healthz`, and
-//! `POST /admin/reload` (validate the config file and swap it in, or keep the running one and say why).
+//! The admin listener (loopback only): `GET /metrics` in Prometheus text format, `GET /healthz`,
+//! `POST /admin/reload` (validate the config file and swap it in, or keep the running one and say why),
+//! `GET /admin/bans` (the bans in force: address or IPv6 /64, seconds left, strikes, reason, log subject) and
+//! `DELETE /admin/bans/{address}` (lift one ban and forget its strikes; any address of a banned /64 lifts it;
+//! logged by subject).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,10 +32,61 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
         ("/healthz", &Method::GET) => json(StatusCode::OK, r#"{"status":"ok"}"#),
         ("/admin/reload", &Method::POST) => reload(ctx).await,
         ("/admin/reload", _) => Reject::MethodNotAllowed { allow: "POST" }.into_response(),
+        ("/admin/bans", &Method::GET) => bans(&ctx),
+        ("/admin/bans", _) => Reject::MethodNotAllowed { allow: "GET" }.into_response(),
+        (path, method) if path.starts_with("/admin/bans/") => match *method {
+            Method::DELETE => lift(&ctx, &path["/admin/bans/".len()..]),
+            _ => Reject::MethodNotAllowed { allow: "DELETE" }.into_response(),
+        },
         ("/metrics" | "/healthz", _) => Reject::MethodNotAllowed { allow: "GET" }.into_response(),
         _ => Reject::NotFound.into_response(),
     };
     Ok(res)
+}
+
+fn bans(ctx: &Ctx) -> Resp {
+    let now = tokio::time::Instant::now().into_std();
+    let list: Vec<serde_json::Value> = ctx
+        .jail
+        .bans
+        .list(now)
+        .into_iter()
+        .map(|b| {
+            serde_json::json!({
+                "address": b.address,
+                "remaining_s": b.remaining_s,
+                "strikes": b.strikes,
+                "reason": b.reason,
+                "subject": ctx.jail.subject_of(b.key),
+            })
+        })
+        .collect();
+    json_value(StatusCode::OK, &serde_json::json!({ "bans": list }))
+}
+
+/// `address` as written in the path: an IP address, or an IPv6 /64 as `GET /admin/bans` lists it.
+fn lift(ctx: &Ctx, address: &str) -> Resp {
+    let text = address.strip_suffix("/64").unwrap_or(address);
+    let Ok(ip) = text.parse::<std::net::IpAddr>() else {
+        let body = serde_json::json!({"error": "invalid_address", "detail": "not an IP address"});
+        return json_value(StatusCode::BAD_REQUEST, &body);
+    };
+    if ctx.jail.lift(ip) {
+        json_value(StatusCode::OK, &serde_json::json!({"status": "lifted"}))
+    } else {
+        let body = serde_json::json!({"error": "not_banned", "detail": "no ban for this address"});
+        json_value(StatusCode::NOT_FOUND, &body)
+    }
+}
+
+fn json_value(status: StatusCode, body: &serde_json::Value) -> Resp {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 async fn reload(ctx: Arc<Ctx>) -> Resp {
@@ -48,11 +102,5 @@ async fn reload(ctx: Arc<Ctx>) -> Resp {
             serde_json::json!({"error": "reload_failed"}),
         ),
     };
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    json_value(status, &body)
 }

@@ -15,6 +15,8 @@ use super::{body, json, Resp};
 use crate::app::Ctx;
 use crate::config::Snapshot;
 use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
+use crate::guard::bans::BanReason;
+use crate::guard::behaviour::Signal;
 use crate::guard::connmeta::ConnMeta;
 use crate::guard::{access, limit, screen};
 use crate::reject::Reject;
@@ -33,10 +35,24 @@ pub async fn handle(
         "/healthz" => "healthz",
         _ => "other",
     };
-    let mut res = match dispatch(req, &ctx, meta).await {
+    let snap = ctx.config.load_full();
+    let client = meta.request_client(req.headers(), &snap.trusted_proxies);
+    let now = tokio::time::Instant::now().into_std();
+    let result = match ctx.jail.check(client, now) {
+        Ok(()) => dispatch(req, &ctx, meta).await,
+        Err(banned) => Err(banned),
+    };
+    let mut res = match result {
         Ok(res) => res,
         Err(reject) => {
             ctx.metrics.reject(&reject);
+            let status = reject.status();
+            if status.is_client_error()
+                && !matches!(reject, Reject::RateLimited { .. } | Reject::Banned { .. })
+            {
+                let (b, bans) = (snap.behaviour.as_ref(), snap.bans.as_ref());
+                ctx.jail.observe(b, bans, client, Signal::ClientError, now);
+            }
             reject.into_response()
         }
     };
@@ -135,7 +151,19 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
         let ua = user_agent
             .as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
-        screen::admit(engine, &ctx.metrics.screen, &raw, ua.as_deref())?;
+        let screened = screen::admit(
+            engine,
+            &ctx.metrics.screen,
+            &ctx.jail.metrics,
+            &raw,
+            ua.as_deref(),
+        );
+        if let Err(reject) = screened {
+            let now = tokio::time::Instant::now().into_std();
+            let bans = snap.bans.as_ref();
+            ctx.jail.offence(bans, client.ip, BanReason::Anomaly, now);
+            return Err(reject);
+        }
     }
     let received_ms = ctx.clock.now_ms();
     let mut minimized: Vec<MinimizedEvent> = Vec::with_capacity(raw.len());
@@ -145,8 +173,20 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
         let index = r.index;
         let valid = event::validate(r)?;
         // Every event's tenant admits the caller: a batch that mixes tenants satisfies each one.
-        let tenant =
-            access::check(&valid.site, &caller, &snap.tenants).map_err(|e| e.in_event(index))?;
+        let tenant = match access::check(&valid.site, &caller, &snap.tenants) {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                if matches!(e, Reject::UnknownSite { .. }) {
+                    let (b, bans) = (snap.behaviour.as_ref(), snap.bans.as_ref());
+                    let (signal, now) = (
+                        Signal::UnknownSite(&valid.site),
+                        tokio::time::Instant::now().into_std(),
+                    );
+                    ctx.jail.observe(b, bans, client.ip, signal, now);
+                }
+                return Err(e.in_event(index));
+            }
+        };
         if let (true, Some(field)) = (tenant.reject_unknown_fields, &valid.first_unknown) {
             return Err(Reject::UnknownField {
                 field: field.clone(),
@@ -157,7 +197,8 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
             Some(i) => i,
             None => {
                 // Rate limits apply once per request and tenant, after the caller was admitted.
-                limit::admit(&ctx.ratelimit, &ctx.metrics.limits, client.ip, &tenant.site)?;
+                let m = (&ctx.metrics.limits, &ctx.jail.metrics);
+                limit::admit(&ctx.ratelimit, m, client.ip, &tenant.site)?;
                 tallies.push(Tally {
                     site: &tenant.site,
                     report: Report::default(),
@@ -188,6 +229,13 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
                 Reject::SpoolUnavailable
             }
         })?;
+    }
+    let events: u64 = tallies.iter().map(|t| t.accepted).sum();
+    if events > 0 {
+        let (b, bans) = (snap.behaviour.as_ref(), snap.bans.as_ref());
+        let signal = Signal::Events(u32::try_from(events).unwrap_or(u32::MAX));
+        let now = tokio::time::Instant::now().into_std();
+        ctx.jail.observe(b, bans, client.ip, signal, now);
     }
     // Counted only once the request is accepted: a refused request is retried and would count twice.
     for t in &tallies {

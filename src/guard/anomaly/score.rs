@@ -74,6 +74,11 @@ impl Engine {
         self.threshold
     }
 
+    /// The mode `family` runs in.
+    pub fn mode(&self, family: Family) -> Mode {
+        self.families.get(family)
+    }
+
     /// Scores string values (field path, value) and the user agent, with no protocol facts.
     pub fn score_strings<'a>(
         &self,
