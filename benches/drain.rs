@@ -61,7 +61,7 @@ fn samples() -> Vec<MinimizedEvent> {
             // The sample's id is 26 characters; so is each of these.
             sample["event_id"] = format!("01JD3V4X7E8K9M2N5P6Q{i:06}").into();
             let body = serde_json::to_vec(&sample).unwrap();
-            let raw = decode(&body, &snap.limits).unwrap().remove(0);
+            let raw = decode(&body, &snap.limits).unwrap().events.remove(0);
             match minimize(validate(raw).unwrap(), &ctx, &mut Report::default()) {
                 Outcome::Keep(m) => m,
                 Outcome::Suppressed => unreachable!(),

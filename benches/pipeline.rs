@@ -38,7 +38,7 @@ fn pipeline(c: &mut Criterion) {
             received_ms: 0,
         };
         let mut report = Report::default();
-        let raw = decode(black_box(SAMPLE), &snap.limits).unwrap();
+        let raw = decode(black_box(SAMPLE), &snap.limits).unwrap().events;
         raw.into_iter()
             .map(
                 |r| match minimize(validate(r).unwrap(), &ctx, &mut report) {
@@ -60,6 +60,7 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             decode(black_box(SAMPLE), &snap.limits)
                 .unwrap()
+                .events
                 .into_iter()
                 .map(|r| validate(r).unwrap())
                 .collect::<Vec<_>>()

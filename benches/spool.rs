@@ -35,6 +35,7 @@ fn minimized(snap: &config::Snapshot) -> Vec<MinimizedEvent> {
     let mut report = Report::default();
     decode(black_box(SAMPLE), &snap.limits)
         .unwrap()
+        .events
         .into_iter()
         .map(
             |r| match minimize(validate(r).unwrap(), &ctx, &mut report) {

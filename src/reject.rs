@@ -313,6 +313,7 @@ mod tests {
             Reject::NetworkNotAllowed,
             Reject::AnomalyDetected,
             Reject::RateLimited { retry_after_s: 1 },
+            Reject::Banned { retry_after_s: 1 },
             Reject::SpoolFull,
             Reject::SpoolUnavailable,
         ];

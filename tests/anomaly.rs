@@ -115,3 +115,116 @@ async fn detect_mode_counts_and_refuses_nothing() {
     assert_eq!(metric(&running, "tollgate_anomaly_blocked_total", &[]), 0.0);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn duplicate_keys_and_abnormal_headers_are_scored_together() {
+    let fx = Fixture::new(ENFORCE);
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H2).await;
+    // `site` twice: serde_json keeps the last, another parser the first; an error-level protocol fact (4)
+    let body = event("dup-1")
+        .to_string()
+        .replacen("{", r#"{"site":"demo","#, 1);
+    let send = |body: String, twice: bool| {
+        let mut req = common::request("POST", "/v1/events", Some("application/json"), body.into());
+        if twice {
+            let h = req.headers_mut();
+            h.append("user-agent", "a".parse().unwrap());
+            h.append("user-agent", "b".parse().unwrap());
+        }
+        req
+    };
+    assert_eq!(
+        c.send(send(body.clone(), false)).await.status,
+        204,
+        "below the threshold alone"
+    );
+    let protocol = || {
+        metric(
+            &running,
+            "tollgate_anomaly_hits_total",
+            &[("family", "protocol")],
+        )
+    };
+    assert_eq!(protocol(), 1.0);
+    // with a repeated singleton header (warning, 3) it reaches 7
+    let reply = c.send(send(body.replace("dup-1", "dup-2"), true)).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"], "anomaly_detected");
+    assert_eq!(protocol(), 3.0);
+    assert_eq!(
+        metric(
+            &running,
+            "tollgate_guard_decisions_total",
+            &[
+                ("guard", "anomaly"),
+                ("family", "protocol"),
+                ("mode", "enforce")
+            ]
+        ),
+        1.0
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn family_modes_and_exclusions_from_the_config_file() {
+    let fx = Fixture::new(
+        "[guard.anomaly]\n[guard.anomaly.families]\nxss = \"detect\"\n\
+         [[guard.anomaly.exclusions]]\ntenant = \"demo\"\nfield = \"cart.items\"\nfamily = \"sqli\"\n",
+    );
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    let post = |id: &str, at: &str, payload: &str| {
+        let mut e = event(id);
+        match at {
+            "item" => e["cart"]["items"][0]["name"] = json!(payload),
+            _ => e["customer"]["first_name"] = json!(payload),
+        }
+        e.to_string()
+    };
+    let sqli = "x' UNION SELECT password FROM users--";
+    let xss = "<script>alert(document.cookie)</script>";
+    let cases = [
+        (
+            "e1",
+            "item",
+            sqli,
+            204,
+            "sqli excluded under cart.items for demo",
+        ),
+        ("e2", "name", sqli, 403, "sqli elsewhere still blocks"),
+        ("e3", "name", xss, 204, "xss only detected"),
+    ];
+    for (id, at, payload, want, why) in cases {
+        let status = c
+            .post("application/json", post(id, at, payload))
+            .await
+            .status;
+        assert_eq!(status, want, "{why}");
+    }
+    let detected = metric(
+        &running,
+        "tollgate_guard_decisions_total",
+        &[("guard", "anomaly"), ("family", "xss"), ("mode", "detect")],
+    );
+    assert_eq!(detected, 1.0, "the would-be refusal is counted");
+    running.stop().await.unwrap();
+}
+
+#[test]
+fn bad_family_settings_are_config_errors() {
+    let fx = Fixture::new(
+        "[guard.anomaly]\n[guard.anomaly.families]\nsqlx = \"detect\"\nxss = \"sometimes\"\n\
+         [[guard.anomaly.exclusions]]\nfamily = \"nope\"\n",
+    );
+    let (code, out) = common::check(&fx.config_path());
+    assert_eq!(code, Some(1), "{out}");
+    for path in [
+        "guard.anomaly.families.sqlx",
+        "guard.anomaly.families.xss",
+        "guard.anomaly.exclusions[0].family",
+    ] {
+        assert!(out.contains(path), "{path} in {out}");
+    }
+}

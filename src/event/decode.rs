@@ -8,12 +8,20 @@ use super::RawEvent;
 use crate::config::Limits;
 use crate::reject::Reject;
 
-pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
+/// A decoded body: its events, and the path of the first duplicated JSON key (a protocol fact for the anomaly
+/// engine; the last value is the one kept).
+#[derive(Debug)]
+pub struct Decoded {
+    pub events: Vec<RawEvent>,
+    pub duplicate_key: Option<String>,
+}
+
+pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded, Reject> {
     if body.len() > limits.max_body_bytes {
         return Err(Reject::BodyTooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| Reject::InvalidUtf8)?;
-    let root: Value = serde_json::from_str(text).map_err(|e| {
+    let (root, duplicate_key) = super::json::parse(text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             Reject::TooDeep { field: "$".into() }
         } else {
@@ -23,6 +31,14 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
         }
     })?;
     check_bounds(&root, 1, limits).map_err(|v| v.into_reject())?;
+    let events = events(root, limits)?;
+    Ok(Decoded {
+        events,
+        duplicate_key,
+    })
+}
+
+fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
     let items = match root {
         Value::Array(items) => items,
         Value::Object(mut map) if map.contains_key("events") => {
@@ -171,20 +187,26 @@ mod tests {
     }
 
     fn err(body: &str) -> Reject {
-        decode(body.as_bytes(), &limits()).unwrap_err()
+        decode(body.as_bytes(), &limits())
+            .map(|d| d.events)
+            .unwrap_err()
     }
 
     #[test]
     fn three_body_shapes() {
-        let one = decode(br#"{"site":"a"}"#, &limits()).unwrap();
+        let one = decode(br#"{"site":"a"}"#, &limits()).unwrap().events;
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].index, None);
-        let arr = decode(br#"[{"site":"a"},{"site":"b"}]"#, &limits()).unwrap();
+        let arr = decode(br#"[{"site":"a"},{"site":"b"}]"#, &limits())
+            .unwrap()
+            .events;
         assert_eq!(
             arr.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![Some(0), Some(1)]
         );
-        let wrapped = decode(br#"{"events":[{"site":"a"}]}"#, &limits()).unwrap();
+        let wrapped = decode(br#"{"events":[{"site":"a"}]}"#, &limits())
+            .unwrap()
+            .events;
         assert_eq!(wrapped[0].index, Some(0));
     }
 

@@ -4,6 +4,7 @@
 //! un-minimized event cannot reach storage by construction.
 
 pub mod decode;
+mod json;
 pub mod minimize;
 pub mod validate;
 

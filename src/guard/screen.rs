@@ -1,5 +1,6 @@
 //! screen: the anomaly stage of a request. Every string value of every decoded event (with its JSON path,
-//! `cart.items[0].name`) and the user agent go through the [`anomaly`](super::anomaly) engine, with the event's
+//! `cart.items[0].name`), the user agent and the request's protocol facts (duplicate JSON keys from `decode`,
+//! abnormal headers from [`header_facts`]) go through the [`anomaly`](super::anomaly) engine, with the event's
 //! `site` for per-tenant exclusions, before validation can drop anything. An event whose enforced score reaches
 //! the threshold refuses the whole request (`403 anomaly_detected`); hits are counted by family either way.
 
@@ -8,7 +9,10 @@ use std::fmt::Write;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde_json::{Map, Value};
 
-use super::anomaly::{Engine, Family, Mode, Verdict};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::HeaderMap;
+
+use super::anomaly::{Engine, Family, Mode, ProtocolFacts, Verdict};
 use super::jail::GuardMetrics;
 use crate::event::RawEvent;
 use crate::reject::Reject;
@@ -41,13 +45,76 @@ impl ScreenMetrics {
     }
 }
 
-/// Scores each event of the request; refuses the request at the first blocked event.
+/// What the engine sees of the request beside its events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts<'a> {
+    /// The raw `User-Agent` (minimization only ever sees a reduced one).
+    pub user_agent: Option<&'a str>,
+    pub protocol: ProtocolFacts<'a>,
+}
+
+/// Headers that must appear at most once; a repeat is how request-smuggling and origin confusion start.
+const SINGLETONS: [HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::ORIGIN,
+    header::REFERER,
+    header::AUTHORIZATION,
+    header::USER_AGENT,
+];
+
+/// Headers whose value must be visible ASCII.
+const ASCII_ONLY: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::ORIGIN,
+    header::AUTHORIZATION,
+];
+
+/// A single header value longer than this is abnormal (cookies excepted; `max_header_bytes` bounds all).
+const LONG_VALUE: usize = 4096;
+
+/// Protocol facts the headers show: abnormal headers (repeated singletons, non-ASCII values where only
+/// ASCII belongs, over-long values) and `Content-Length` beside `Transfer-Encoding`.
+pub fn header_facts(headers: &HeaderMap) -> ProtocolFacts<'static> {
+    let mut abnormal = 0u32;
+    for name in &SINGLETONS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            abnormal += 1;
+        }
+    }
+    for name in &ASCII_ONLY {
+        let bad = |v: &HeaderValue| {
+            !v.as_bytes()
+                .iter()
+                .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+        };
+        if headers.get_all(name).iter().any(bad) {
+            abnormal += 1;
+        }
+    }
+    abnormal += headers
+        .iter()
+        .filter(|(n, v)| *n != header::COOKIE && v.len() > LONG_VALUE)
+        .count() as u32;
+    ProtocolFacts {
+        abnormal_headers: abnormal,
+        conflicting_lengths: headers.contains_key(header::CONTENT_LENGTH)
+            && headers.contains_key(header::TRANSFER_ENCODING),
+        ..ProtocolFacts::default()
+    }
+}
+
+/// Scores each event of the request (the request's facts with the first); refuses the request at the first
+/// blocked event.
 pub fn admit(
     engine: &Engine,
     m: &ScreenMetrics,
     guard: &GuardMetrics,
     events: &[RawEvent],
-    user_agent: Option<&str>,
+    request: &RequestFacts<'_>,
 ) -> Result<(), Reject> {
     for (i, event) in events.iter().enumerate() {
         let mut values = Vec::new();
@@ -57,9 +124,13 @@ pub fn admit(
             .get("site")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        // The user agent is scored once per request, with the first event.
-        let ua = if i == 0 { user_agent } else { None };
-        let verdict = engine.score_strings(site, values.iter().map(|(p, v)| (p.as_str(), *v)), ua);
+        // The user agent and protocol facts are scored once per request, with the first event.
+        let (ua, facts) = match i {
+            0 => (request.user_agent, request.protocol),
+            _ => (None, ProtocolFacts::default()),
+        };
+        let strings = values.iter().map(|(p, v)| (p.as_str(), *v));
+        let verdict = engine.score(site, &facts, strings, ua);
         for hit in &verdict.hits {
             let at = Family::ALL
                 .iter()
@@ -134,6 +205,38 @@ fn walk<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_facts_count_what_is_abnormal() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&"c".repeat(5000)).unwrap(),
+        );
+        assert_eq!(
+            header_facts(&h),
+            ProtocolFacts::default(),
+            "a normal request"
+        );
+        h.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_bytes(b"https://sh\xc3\xb6p.example").unwrap(),
+        );
+        h.insert("x-long", HeaderValue::from_str(&"x".repeat(5000)).unwrap());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        let f = header_facts(&h);
+        assert_eq!(f.abnormal_headers, 3);
+        assert!(f.conflicting_lengths);
+    }
 
     #[test]
     fn paths_name_every_string_value() {

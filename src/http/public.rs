@@ -134,6 +134,7 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
         .anomaly
         .as_ref()
         .and_then(|_| req.headers().get(header::USER_AGENT).cloned());
+    let header_facts = screen::header_facts(req.headers());
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -146,17 +147,24 @@ async fn ingest(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Res
     )
     .await?;
     let caller = caller?;
-    let raw = event::decode(&bytes, &snap.limits)?;
+    let decoded = event::decode(&bytes, &snap.limits)?;
+    let raw = decoded.events;
     if let Some(engine) = &snap.anomaly {
         let ua = user_agent
             .as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let mut protocol = header_facts;
+        protocol.duplicate_key = decoded.duplicate_key.as_deref();
+        let request = screen::RequestFacts {
+            user_agent: ua.as_deref(),
+            protocol,
+        };
         let screened = screen::admit(
             engine,
             &ctx.metrics.screen,
             &ctx.jail.metrics,
             &raw,
-            ua.as_deref(),
+            &request,
         );
         if let Err(reject) = screened {
             let now = tokio::time::Instant::now().into_std();
