@@ -315,7 +315,7 @@ mod tests {
                 BanOutcome::Banned { ttl, .. } => ttls.push(ttl.as_secs()),
                 other => panic!("{other:?}"),
             }
-            now = now + ttls.last().map(|s| Duration::from_secs(*s)).unwrap();
+            now += ttls.last().map(|s| Duration::from_secs(*s)).unwrap();
         }
         assert_eq!(ttls, [60, 120, 240, 300, 300]);
         // an hour after the last ban ended, the address starts again at one strike
