@@ -165,6 +165,7 @@ fn timeouts(t: &TimeoutsFile, errs: &mut Errors) -> Option<Timeouts> {
         header_read: ms("header_read_ms", t.header_read_ms),
         body_read: ms("body_read_ms", t.body_read_ms),
         idle: ms("idle_ms", t.idle_ms),
+        keepalive_idle: ms("keepalive_idle_ms", t.keepalive_idle_ms),
         shutdown_grace: ms("shutdown_grace_ms", t.shutdown_grace_ms),
     })
 }
