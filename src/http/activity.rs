@@ -84,7 +84,10 @@ pub struct State {
 /// When a connection in `state` must be closed, and by which rule; `None` while a request is in flight.
 pub fn deadline(state: &State, limits: &Limits) -> Option<(Instant, Phase)> {
     match (state.in_flight, state.served) {
-        (0, false) => Some((state.since + limits.first_request, Phase::BeforeFirstRequest)),
+        (0, false) => Some((
+            state.since + limits.first_request,
+            Phase::BeforeFirstRequest,
+        )),
         (0, true) => Some((state.since + limits.keepalive, Phase::Keepalive)),
         _ => None,
     }
@@ -228,7 +231,10 @@ mod tests {
             since: t0,
         };
         let cases = [
-            (state(0, false), Some((t0 + secs(10), Phase::BeforeFirstRequest))),
+            (
+                state(0, false),
+                Some((t0 + secs(10), Phase::BeforeFirstRequest)),
+            ),
             (state(0, true), Some((t0 + secs(30), Phase::Keepalive))),
             (state(1, true), None),
             (state(3, true), None),
