@@ -264,3 +264,32 @@ async fn requests_within_keepalive_idle_reuse_the_connection() {
     assert_eq!(idle_closed(&running, "keepalive"), 0.0);
     running.stop().await.unwrap();
 }
+
+/// The plain redirect listener has the same watchdog: after a `308`, a kept-alive HTTP/1.1 connection that
+/// sends nothing more is closed after `keepalive_idle_ms` (here well before `header_read_ms`).
+#[tokio::test]
+async fn the_redirect_listener_closes_a_kept_alive_connection() {
+    let fx = Fixture::new(
+        "[timeouts]\nheader_read_ms = 30000\nkeepalive_idle_ms = 1000\nidle_ms = 60000\n",
+    );
+    let running = fx.start().await;
+    let mut plain = tokio::net::TcpStream::connect(running.redirect_addr.unwrap())
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(CLOSED_WITHIN, plain.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(read.is_ok(), "still open after: {text}");
+    assert!(text.starts_with("HTTP/1.1 308"), "{text}");
+    let closed = common::metric(
+        &running,
+        "tollgate_connections_idle_closed_total",
+        &[("listener", "redirect"), ("phase", "keepalive")],
+    );
+    assert_eq!(closed, 1.0);
+    running.stop().await.unwrap();
+}
