@@ -6,7 +6,8 @@
 //! 1. [`listener`] accepts the TCP connection, holding one of `limits.max_connections` permits, reads a PROXY
 //!    protocol v2 header where enabled ([`guard::proxy`]) into a [`guard::connmeta::ConnMeta`], and refuses the
 //!    connection before any TLS work if [`guard::lists`] deny its address or [`guard::conns`] finds the
-//!    address at its connection cap. It wraps the stream in [`http::idle`] so a silent peer cannot hold it.
+//!    address at its connection cap. It wraps the stream in [`http::idle`] so a silent peer cannot hold it, and
+//!    watches it with [`http::activity`] so a peer that talks (HTTP/2 PINGs) but asks for nothing cannot either.
 //! 2. [`tls`] terminates TLS 1.2/1.3 (rustls, AEAD suites, ALPN `h2` + `http/1.1`) within
 //!    `timeouts.tls_handshake_ms`. Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
 //! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config),

@@ -11,6 +11,12 @@
 //! table, then the per-address cap) on that client address, before any TLS or HTTP work; a refused one is closed at once and
 //! counted in `tollgate_connections_refused_total`. The admin listener (loopback only) is not guarded, so
 //! metrics and reload stay reachable.
+//!
+//! Two timers bound a connection that holds a slot. [`IdleTimeout`] closes one on which no byte moves
+//! (`timeouts.idle_ms`): a stalled TLS record, a body that stopped. On the internet-facing listeners an
+//! [`activity::Watchdog`] closes one on which bytes move but no request comes: `timeouts.header_read_ms` after
+//! the TLS handshake (public) or the accept (redirect) until the first request, protocol detection included,
+//! then `timeouts.keepalive_idle_ms` after the last request ended. HTTP/2 PINGs do not keep a connection open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use prometheus::IntCounter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -27,6 +34,7 @@ use crate::config::Snapshot;
 use crate::guard::connmeta::ConnMeta;
 use crate::guard::conns::{self, Refused, Slot};
 use crate::guard::proxy;
+use crate::http::activity::{self, Watchdog};
 use crate::http::{self, idle::IdleTimeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,8 @@ struct Handler {
     kind: Kind,
     ctx: Arc<Ctx>,
     refused: [IntCounter; Refused::ALL.len()],
+    /// `tollgate_connections_idle_closed_total` of this listener, by [`activity::Phase`].
+    idle_closed: [IntCounter; 2],
     stop: watch::Receiver<bool>,
 }
 
@@ -83,6 +93,7 @@ pub async fn accept_loop(
 ) {
     let label = kind.label();
     let refused = ctx.metrics.connections_refused.for_listener(label);
+    let idle_closed = ctx.metrics.connections_idle_closed.for_listener(label);
     let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
@@ -109,6 +120,7 @@ pub async fn accept_loop(
             kind,
             ctx: ctx.clone(),
             refused: refused.clone(),
+            idle_closed: idle_closed.clone(),
             stop: stop.clone(),
         };
         tokio::spawn(handler.run(stream, peer, permit));
@@ -177,7 +189,11 @@ impl Handler {
 
     async fn serve(self, stream: TcpStream, meta: ConnMeta, snap: &Snapshot, held: Held) {
         let Handler {
-            kind, ctx, stop, ..
+            kind,
+            ctx,
+            stop,
+            idle_closed,
+            ..
         } = self;
         let open = ctx
             .metrics
@@ -185,17 +201,26 @@ impl Handler {
             .with_label_values(&[kind.label()]);
         open.inc();
         let io = IdleTimeout::new(stream, snap.timeouts.idle);
+        let end = End {
+            stop,
+            idle_closed: &idle_closed,
+            ctx: &ctx,
+        };
         match kind {
-            Kind::Public => serve_tls(io, meta, snap, &ctx, stop).await,
+            Kind::Public => serve_tls(io, meta, snap, &ctx, end).await,
             Kind::Redirect { https_port } => {
+                let limits = activity::Limits::from(&snap.timeouts);
+                let (tracker, watchdog) = activity::watch(tokio::time::Instant::now(), limits);
                 let c = ctx.clone();
-                let svc = service_fn(move |req| http::redirect::handle(req, c.clone(), https_port));
-                serve_plain(io, snap, &ctx, svc, stop).await
+                let svc = service_fn(move |req| {
+                    tracker.track(http::redirect::handle(req, c.clone(), https_port))
+                });
+                serve_plain(io, snap, svc, end, Some(watchdog)).await
             }
             Kind::Admin => {
                 let c = ctx.clone();
                 let svc = service_fn(move |req| http::admin::handle(req, c.clone()));
-                serve_plain(io, snap, &ctx, svc, stop).await
+                serve_plain(io, snap, svc, end, None).await
             }
         }
         // Free the per-address slot before the gauge drops: a reader who sees the gauge fall may connect again.
@@ -204,12 +229,49 @@ impl Handler {
     }
 }
 
+/// What ends a connection besides the client: shutdown, or its watchdog (counted here).
+struct End<'a> {
+    stop: watch::Receiver<bool>,
+    idle_closed: &'a [IntCounter; 2],
+    ctx: &'a Arc<Ctx>,
+}
+
+impl End<'_> {
+    /// Drives `conn` until it ends. On shutdown it finishes its in-flight requests (`graceful_shutdown`); when
+    /// `watchdog` fires it is asked to close the same way (HTTP/2: GOAWAY) and dropped after
+    /// [`activity::CLOSE_GRACE`] at the latest. A protocol error or timeout is counted.
+    async fn drive<C: GracefulConnection>(mut self, conn: C, watchdog: Option<Watchdog>) {
+        tokio::pin!(conn);
+        let idle = async {
+            match watchdog {
+                Some(mut w) => w.expired().await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = signalled(&mut self.stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            phase = idle => {
+                activity::count(self.idle_closed, phase);
+                conn.as_mut().graceful_shutdown();
+                tokio::time::timeout(activity::CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+            }
+        };
+        if result.is_err() {
+            self.ctx.metrics.connection_errors.inc();
+        }
+    }
+}
+
 async fn serve_tls(
     io: IdleTimeout<TcpStream>,
     meta: ConnMeta,
     snap: &Snapshot,
     ctx: &Arc<Ctx>,
-    mut stop: watch::Receiver<bool>,
+    end: End<'_>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.clone());
     let failures = &ctx.metrics.tls_handshake_failures;
@@ -218,6 +280,9 @@ async fn serve_tls(
         Ok(Err(_)) => return failures.with_label_values(&["error"]).inc(),
         Err(_) => return failures.with_label_values(&["timeout"]).inc(),
     };
+    // From here the client owes a request: protocol detection counts against `header_read`.
+    let limits = activity::Limits::from(&snap.timeouts);
+    let (tracker, watchdog) = activity::watch(tokio::time::Instant::now(), limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -233,27 +298,17 @@ async fn serve_tls(
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(100));
     let c = ctx.clone();
-    let svc = service_fn(move |req| http::public::handle(req, c.clone(), meta));
+    let svc = service_fn(move |req| tracker.track(http::public::handle(req, c.clone(), meta)));
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = signalled(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if result.is_err() {
-        ctx.metrics.connection_errors.inc();
-    }
+    end.drive(conn, Some(watchdog)).await
 }
 
 async fn serve_plain<S>(
     io: IdleTimeout<TcpStream>,
     snap: &Snapshot,
-    ctx: &Arc<Ctx>,
     svc: S,
-    mut stop: watch::Receiver<bool>,
+    end: End<'_>,
+    watchdog: Option<Watchdog>,
 ) where
     S: hyper::service::Service<
         hyper::Request<hyper::body::Incoming>,
@@ -269,17 +324,7 @@ async fn serve_plain<S>(
         .max_headers(snap.limits.max_header_count)
         .max_buf_size(snap.limits.max_header_bytes);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = signalled(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if result.is_err() {
-        ctx.metrics.connection_errors.inc();
-    }
+    end.drive(conn, watchdog).await
 }
 
 /// Binds a listener; the address may use port 0.

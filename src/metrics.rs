@@ -43,6 +43,9 @@ pub struct Metrics {
     pub screen: crate::guard::screen::ScreenMetrics,
     /// `tollgate_connections_refused_total{listener, reason}`: closed before TLS by a list or the per-address cap.
     pub connections_refused: crate::guard::conns::RefusedMetrics,
+    /// `tollgate_connections_idle_closed_total{listener, phase}`: closed for asking nothing (`before_first_request`
+    /// or `keepalive`), see [`crate::http::activity`].
+    pub connections_idle_closed: crate::http::activity::IdleMetrics,
 }
 
 impl Metrics {
@@ -126,6 +129,7 @@ impl Metrics {
             limits: crate::guard::limit::LimitMetrics::register(registry)?,
             screen: crate::guard::screen::ScreenMetrics::register(registry)?,
             connections_refused: crate::guard::conns::RefusedMetrics::register(registry)?,
+            connections_idle_closed: crate::http::activity::IdleMetrics::register(registry)?,
         })
     }
 

@@ -348,6 +348,8 @@ pub struct TimeoutsFile {
     pub header_read_ms: u64,
     pub body_read_ms: u64,
     pub idle_ms: u64,
+    /// A connection with no request in flight (HTTP/2 PINGs and SETTINGS do not count) is closed after this.
+    pub keepalive_idle_ms: u64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -358,6 +360,7 @@ impl Default for TimeoutsFile {
             header_read_ms: 10_000,
             body_read_ms: 10_000,
             idle_ms: 60_000,
+            keepalive_idle_ms: 30_000,
             shutdown_grace_ms: 30_000,
         }
     }

@@ -105,6 +105,9 @@ pub struct Timeouts {
     pub body_read: Duration,
     /// A connection with no bytes moving in either direction for this long is closed.
     pub idle: Duration,
+    /// A connection with no request in flight is closed this long after its last request ended; before its
+    /// first request, `header_read` after the TLS handshake applies instead ([`crate::http::activity`]).
+    pub keepalive_idle: Duration,
     /// How long shutdown waits for in-flight requests before closing what is left.
     pub shutdown_grace: Duration,
 }

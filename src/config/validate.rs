@@ -169,6 +169,7 @@ fn timeouts(t: &TimeoutsFile, errs: &mut Errors) -> Option<Timeouts> {
         header_read: ms("header_read_ms", t.header_read_ms),
         body_read: ms("body_read_ms", t.body_read_ms),
         idle: ms("idle_ms", t.idle_ms),
+        keepalive_idle: ms("keepalive_idle_ms", t.keepalive_idle_ms),
         shutdown_grace: ms("shutdown_grace_ms", t.shutdown_grace_ms),
     })
 }
@@ -248,4 +249,24 @@ fn geo(file: &ConfigFile, base: &Path, errs: &mut Errors) -> Option<Arc<Geo>> {
         .map(Arc::new)
         .map_err(|e| errs.push("geo.database", e.to_string()))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_idle_defaults_to_30s_and_must_be_at_least_1ms() {
+        let mut errs = Errors::default();
+        let t = timeouts(&TimeoutsFile::default(), &mut errs).unwrap();
+        assert!(errs.0.is_empty(), "{:?}", errs.0);
+        assert_eq!(t.keepalive_idle, Duration::from_secs(30));
+        let zero = TimeoutsFile {
+            keepalive_idle_ms: 0,
+            ..TimeoutsFile::default()
+        };
+        timeouts(&zero, &mut errs);
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["timeouts.keepalive_idle_ms"]);
+    }
 }

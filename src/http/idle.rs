@@ -1,6 +1,7 @@
 //! An I/O wrapper that fails reads and writes once no byte has moved in either direction for `timeout`.
-//! It bounds every phase hyper does not: an HTTP/2 connection without streams, a stalled TLS record, a
-//! keep-alive connection that never sends its next request.
+//! It bounds the phases where the peer goes quiet: a stalled TLS handshake or record, a body that stopped
+//! arriving, a connection nobody writes to. Any byte resets it, so a peer that keeps talking (HTTP/2 PINGs)
+//! without asking for anything is [`super::activity`]'s to close, not this one's.
 
 use std::future::Future;
 use std::io;
