@@ -27,6 +27,14 @@ impl RawEvent {
             object,
         }
     }
+
+    /// The `site` it names, `""` when absent or not a string (validation refuses those).
+    pub fn site(&self) -> &str {
+        self.object
+            .get("site")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::HeaderMap;
 
-use super::anomaly::{Engine, Family, Mode, ProtocolFacts, Verdict};
+use super::anomaly::{needs_scan, Engine, Family, Mode, ProtocolFacts, Verdict};
 use super::jail::GuardMetrics;
 use crate::event::RawEvent;
 use crate::reject::Reject;
@@ -53,56 +53,58 @@ pub struct RequestFacts<'a> {
     pub protocol: ProtocolFacts<'a>,
 }
 
-/// Headers that must appear at most once; a repeat is how request-smuggling and origin confusion start.
-const SINGLETONS: [HeaderName; 7] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::HOST,
-    header::ORIGIN,
-    header::REFERER,
-    header::AUTHORIZATION,
-    header::USER_AGENT,
-];
-
-/// Headers whose value must be visible ASCII.
-const ASCII_ONLY: [HeaderName; 5] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::HOST,
-    header::ORIGIN,
-    header::AUTHORIZATION,
-];
+/// What a header name means to [`header_facts`]: (must appear at most once, value must be visible ASCII).
+fn kind(name: &HeaderName) -> (bool, bool) {
+    match *name {
+        header::CONTENT_TYPE
+        | header::CONTENT_LENGTH
+        | header::HOST
+        | header::ORIGIN
+        | header::AUTHORIZATION => (true, true),
+        header::REFERER | header::USER_AGENT => (true, false),
+        _ => (false, false),
+    }
+}
 
 /// A single header value longer than this is abnormal (cookies excepted; `max_header_bytes` bounds all).
 const LONG_VALUE: usize = 4096;
 
-/// Protocol facts the headers show: abnormal headers (repeated singletons, non-ASCII values where only
-/// ASCII belongs, over-long values) and `Content-Length` beside `Transfer-Encoding`.
+/// Protocol facts the headers show, in one pass: abnormal headers (a repeated Content-Type, Content-Length,
+/// Host, Origin, Referer, Authorization or User-Agent; a value that is not visible ASCII in the first five;
+/// a value over 4 KiB, cookies excepted), and `Content-Length` beside `Transfer-Encoding`.
 pub fn header_facts(headers: &HeaderMap) -> ProtocolFacts<'static> {
     let mut abnormal = 0u32;
-    for name in &SINGLETONS {
-        if headers.get_all(name).iter().nth(1).is_some() {
-            abnormal += 1;
+    // `HeaderMap::iter` yields every value of one name before the next name.
+    let mut prev: Option<&HeaderName> = None;
+    let (mut counted_repeat, mut length, mut chunked) = (false, false, false);
+    for (name, v) in headers.iter() {
+        length |= name == header::CONTENT_LENGTH;
+        chunked |= name == header::TRANSFER_ENCODING;
+        let (singleton, ascii) = kind(name);
+        if prev == Some(name) {
+            if singleton && !counted_repeat {
+                abnormal += 1;
+                counted_repeat = true;
+            }
+        } else {
+            prev = Some(name);
+            counted_repeat = false;
         }
-    }
-    for name in &ASCII_ONLY {
-        let bad = |v: &HeaderValue| {
-            !v.as_bytes()
+        if ascii
+            && !v
+                .as_bytes()
                 .iter()
                 .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
-        };
-        if headers.get_all(name).iter().any(bad) {
+        {
+            abnormal += 1;
+        }
+        if v.len() > LONG_VALUE && name != header::COOKIE {
             abnormal += 1;
         }
     }
-    abnormal += headers
-        .iter()
-        .filter(|(n, v)| *n != header::COOKIE && v.len() > LONG_VALUE)
-        .count() as u32;
     ProtocolFacts {
         abnormal_headers: abnormal,
-        conflicting_lengths: headers.contains_key(header::CONTENT_LENGTH)
-            && headers.contains_key(header::TRANSFER_ENCODING),
+        conflicting_lengths: length && chunked,
         ..ProtocolFacts::default()
     }
 }
@@ -119,11 +121,7 @@ pub fn admit(
     for (i, event) in events.iter().enumerate() {
         let mut values = Vec::new();
         collect(&event.object, &mut String::new(), &mut values);
-        let site = event
-            .object
-            .get("site")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let site = event.site();
         // The user agent and protocol facts are scored once per request, with the first event.
         let (ua, facts) = match i {
             0 => (request.user_agent, request.protocol),
@@ -188,7 +186,10 @@ fn collect<'a>(
 
 fn walk<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)>) {
     match value {
-        Value::String(s) => out.push((path.clone(), s)),
+        // Only values the rules could match are scored: most beacon strings have no special byte at all,
+        // and skipping them here saves copying their path.
+        Value::String(s) if needs_scan(s.as_bytes()) => out.push((path.clone(), s)),
+        Value::String(_) => {}
         Value::Object(o) => collect(o, path, out),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -239,17 +240,17 @@ mod tests {
     }
 
     #[test]
-    fn paths_name_every_string_value() {
-        let v: Value = serde_json::json!({"site": "demo", "cart": {"items": [{"name": "Tee", "qty": 2}, {"sku": "S1"}]}});
+    fn paths_name_every_string_value_a_rule_could_match() {
+        let v: Value = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
         let mut out = Vec::new();
         collect(v.as_object().unwrap(), &mut String::new(), &mut out);
         out.sort();
         assert_eq!(
             out,
             [
-                ("cart.items[0].name".to_string(), "Tee"),
-                ("cart.items[1].sku".to_string(), "S1"),
-                ("site".to_string(), "demo")
+                ("cart.items[0].name".to_string(), "<Tee>"),
+                ("cart.items[1].sku".to_string(), "S1'"),
+                ("site".to_string(), "demo's")
             ]
         );
     }

@@ -21,6 +21,7 @@ mod tests;
 use aho_corasick::AhoCorasick;
 use regex::bytes::RegexSet;
 
+pub(crate) use normalize::needs_scan;
 pub use normalize::normalize;
 
 /// A rule family; each can be set to [`Mode::Enforce`], [`Mode::Detect`] or [`Mode::Off`].

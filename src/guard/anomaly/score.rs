@@ -1,6 +1,6 @@
 //! Compiling an [`AnomalyConfig`] into an [`Engine`] and scoring a request with it.
 
-use aho_corasick::{AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::RegexSetBuilder;
 
 use super::normalize::{needs_scan, normalize, ua_needs_scan};
@@ -51,8 +51,10 @@ impl Engine {
             .filter(|s| on(Family::Scanner, s.paranoia))
             .collect();
         let scanners = (!scanner_rules.is_empty()).then(|| {
+            // A full DFA: the list is small, and every request's user agent is searched.
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
                 .match_kind(MatchKind::Standard)
                 .build(scanner_rules.iter().map(|s| s.needle))
                 .expect("built-in scanner list compiles")
