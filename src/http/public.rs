@@ -1,7 +1,9 @@
 //! The public routes, served only over TLS: `POST /v1/events` and `GET /healthz`. Every response, accepted or
 //! refused, carries `Strict-Transport-Security`. A batch is all-or-nothing: if any event in it is refused the
 //! whole request is refused, naming the first offending event and field, and nothing of it is stored, so a
-//! client can fix and resend the request without creating duplicates.
+//! client can fix and resend the request without creating duplicates. A route with lists
+//! (`[guard.lists.routes]`, [`lists::check_route`]) answers only clients they admit, before anything else
+//! of the request is read; the rest get `403 route_network_not_allowed`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use crate::spool::SpoolError;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 
-/// The paths [`dispatch`] serves: the keys `[guard.lists.routes]` may use.
+/// The paths `dispatch` serves: the keys `[guard.lists.routes]` may use.
 pub const ROUTES: [&str; 2] = ["/v1/events", "/healthz"];
 
 pub async fn handle(
