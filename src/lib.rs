@@ -5,21 +5,24 @@
 //!
 //! 1. [`listener`] accepts the TCP connection, holding one of `limits.max_connections` permits, reads a PROXY
 //!    protocol v2 header where enabled ([`guard::proxy`]) into a [`guard::connmeta::ConnMeta`], and refuses the
-//!    connection before any TLS work if [`guard::lists`] deny its address or [`guard::conns`] finds the
-//!    address at its connection cap. It wraps the stream in [`http::idle`] so a silent peer cannot hold it, and
-//!    watches it with [`http::activity`] so a peer that talks (HTTP/2 PINGs) but asks for nothing cannot either.
+//!    connection before any TLS work if [`guard::lists`] (global and that listener's) refuse its address or
+//!    [`guard::conns`] finds the address at its connection cap. It wraps the stream in [`http::idle`] so a
+//!    silent peer cannot hold it, and watches it with [`http::activity`] so a peer that talks (HTTP/2 PINGs)
+//!    but asks for nothing cannot either.
 //! 2. [`tls`] terminates TLS 1.2/1.3 (rustls, AEAD suites, ALPN `h2` + `http/1.1`) within
 //!    `timeouts.tls_handshake_ms`. Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
-//! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config),
-//!    reads the body within its size and time bounds ([`http::body`]) and stamps HSTS on every answer.
+//! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config)
+//!    once the route's [`guard::lists`] admit the request's client, reads the body within its size and time
+//!    bounds ([`http::body`]) and stamps HSTS on every answer.
 //! 4. [`event::decode`] turns the bytes into [`event::RawEvent`]s: UTF-8 JSON, depth, string, key and batch
 //!    bounds, three body shapes (one event, an array, `{"events": [...]}`).
 //! 5. [`event::validate`] checks schema v1 into a typed [`event::ValidEvent`]; unknown keys are dropped and
 //!    counted.
 //! 6. [`guard::access`] admits the event only for a configured tenant: a browser (an `Origin`, or a `Referer`)
 //!    from one of its allowed origins, or a server-side caller with the tenant's bearer secret from one of
-//!    its server networks. [`guard::limit`] then applies the rate limits of [`guard::ratelimit`] once per
-//!    request and tenant (per address, per tenant, per address × tenant): `429` with `Retry-After`.
+//!    its server networks, and from the tenant's own networks. [`guard::limit`] then applies the rate limits
+//!    of [`guard::ratelimit`] once per request and tenant (per address, per tenant, per address × tenant):
+//!    `429` with `Retry-After`.
 //! 7. [`event::minimize`] removes personal data: the e-mail becomes a keyed hash ([`keys`]), names and street
 //!    go, age and postal code are generalized, the URL is scrubbed; the client IP is never an input. Only a
 //!    [`event::MinimizedEvent`] can be built here, and only that type can be written.

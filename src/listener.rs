@@ -177,6 +177,7 @@ impl Handler {
         let slot = match self.kind.guarded() {
             true => Some(conns::admit(
                 meta.client,
+                self.kind,
                 &snap.connections,
                 &self.ctx.conns,
                 &self.ctx.jail.bans,

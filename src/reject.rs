@@ -55,8 +55,10 @@ pub enum Reject {
     CredentialMissing,
     #[error("the Authorization header is malformed or its bearer credential is not the site's")]
     CredentialInvalid,
-    #[error("the source address is not in the site's server networks")]
+    #[error("the source address is not in the site's networks (server_networks, allow_networks, deny_networks)")]
     NetworkNotAllowed,
+    #[error("the source address may not use this route")]
+    RouteNetworkNotAllowed,
     #[error("the request looks like an attack and was refused")]
     AnomalyDetected,
     #[error("too many requests, retry later")]
@@ -95,6 +97,7 @@ impl Reject {
         "credential_missing",
         "credential_invalid",
         "network_not_allowed",
+        "route_network_not_allowed",
         "anomaly_detected",
         "rate_limited",
         "banned",
@@ -128,6 +131,7 @@ impl Reject {
             Reject::CredentialMissing => "credential_missing",
             Reject::CredentialInvalid => "credential_invalid",
             Reject::NetworkNotAllowed => "network_not_allowed",
+            Reject::RouteNetworkNotAllowed => "route_network_not_allowed",
             Reject::AnomalyDetected => "anomaly_detected",
             Reject::RateLimited { .. } => "rate_limited",
             Reject::Banned { .. } => "banned",
@@ -147,6 +151,7 @@ impl Reject {
             Reject::UnknownSite { .. }
             | Reject::OriginNotAllowed
             | Reject::NetworkNotAllowed
+            | Reject::RouteNetworkNotAllowed
             | Reject::AnomalyDetected
             | Reject::Banned { .. }
             | Reject::PlainHttp => StatusCode::FORBIDDEN,
@@ -311,6 +316,7 @@ mod tests {
             Reject::CredentialMissing,
             Reject::CredentialInvalid,
             Reject::NetworkNotAllowed,
+            Reject::RouteNetworkNotAllowed,
             Reject::AnomalyDetected,
             Reject::RateLimited { retry_after_s: 1 },
             Reject::Banned { retry_after_s: 1 },
@@ -339,6 +345,12 @@ mod tests {
                 Some("Bearer error=\"invalid_token\""),
             ),
             (Reject::NetworkNotAllowed, 403, "network_not_allowed", None),
+            (
+                Reject::RouteNetworkNotAllowed,
+                403,
+                "route_network_not_allowed",
+                None,
+            ),
             (Reject::OriginNotAllowed, 403, "origin_not_allowed", None),
         ];
         for (r, status, reason, challenge) in cases {

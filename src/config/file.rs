@@ -155,10 +155,26 @@ impl Default for AnomalyFile {
 }
 
 /// `[guard.lists]`: CIDR networks (a bare address is one host) checked on accept, before TLS, on the public
-/// and redirect listeners. Deny wins; an empty `allow` lets everyone in.
+/// and redirect listeners. Deny wins; an empty `allow` lets everyone in. `public` and `redirect` add lists
+/// for one listener (both its lists and these must admit a peer); `routes` guard a public route per request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListsFile {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// `[guard.lists.public]`: the TLS listener only, in addition to the lists above.
+    pub public: NetListFile,
+    /// `[guard.lists.redirect]`: the plain-HTTP redirect listener only, in addition to the lists above.
+    pub redirect: NetListFile,
+    /// `[guard.lists.routes."/healthz"]`: per public route (exact path), on each request's client address.
+    pub routes: BTreeMap<String, NetListFile>,
+}
+
+/// One allow/deny pair: `[guard.lists.public]`, `[guard.lists.redirect]`, `[guard.lists.routes."<path>"]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetListFile {
+    /// Empty = no narrowing.
     pub allow: Vec<String>,
     pub deny: Vec<String>,
 }
@@ -415,6 +431,12 @@ pub struct TenantFile {
     /// Networks server-side callers may post from ("10.0.0.0/8", "2001:db8::/32"); needed with a secret.
     #[serde(default)]
     pub server_networks: Vec<String>,
+    /// Networks every caller of this tenant (browser or server) must post from; empty = anywhere.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// Networks no caller of this tenant may post from; wins over every allow list.
+    #[serde(default)]
+    pub deny_networks: Vec<String>,
     pub keys: Vec<KeyFile>,
     pub active_key: String,
     #[serde(default = "default_profile")]

@@ -7,13 +7,13 @@ use ipnet::{IpNet, Ipv4Net};
 
 use std::time::Duration;
 
-use super::file::{BansFile, BehaviourFile, GuardFile, QuotaFile, RateLimitFile};
+use super::file::{BansFile, BehaviourFile, GuardFile, NetListFile, QuotaFile, RateLimitFile};
 use super::validate::Errors;
 use crate::guard::bans::BanPolicy;
 use crate::guard::behaviour::BehaviourPolicy;
 use crate::guard::conns::ConnPolicy;
 use crate::guard::jail::BehaviourConfig;
-use crate::guard::lists::Lists;
+use crate::guard::lists::{ListenerLists, Lists, RouteLists};
 use crate::guard::ratelimit::{Mode, Quota, RateLimits};
 
 /// The most connections one address may hold; far above any real client, below the global cap's range.
@@ -68,11 +68,16 @@ fn quota(name: &str, q: Option<&QuotaFile>, errs: &mut Errors) -> Option<Quota> 
     })
 }
 
-/// `[guard.lists]` and `[guard.connections]`.
+/// `[guard.lists]` (with `[guard.lists.public]` and `[guard.lists.redirect]`) and `[guard.connections]`.
 pub(super) fn connections(f: &GuardFile, errs: &mut Errors) -> ConnPolicy {
-    let lists = Lists {
-        allow: networks(&f.lists.allow, "guard.lists.allow", errs),
-        deny: networks(&f.lists.deny, "guard.lists.deny", errs),
+    let l = &f.lists;
+    let lists = ListenerLists {
+        global: Lists {
+            allow: networks(&l.allow, "guard.lists.allow", errs),
+            deny: networks(&l.deny, "guard.lists.deny", errs),
+        },
+        public: pair(&l.public, "guard.lists.public", errs),
+        redirect: pair(&l.redirect, "guard.lists.redirect", errs),
     };
     let v = f.connections.max_per_address;
     let max = u32::try_from(v)
@@ -88,6 +93,32 @@ pub(super) fn connections(f: &GuardFile, errs: &mut Errors) -> ConnPolicy {
     ConnPolicy {
         lists,
         max_per_address: max.unwrap_or(ConnPolicy::default().max_per_address),
+    }
+}
+
+/// `[guard.lists.routes]`: one table per public route, keyed by its exact path; an unknown path is an error.
+pub(super) fn route_lists(f: &GuardFile, errs: &mut Errors) -> RouteLists {
+    let mut by_path = std::collections::BTreeMap::new();
+    for (path, table) in &f.lists.routes {
+        let at = format!("guard.lists.routes.{path:?}");
+        if !crate::http::public::ROUTES.contains(&path.as_str()) {
+            let known = crate::http::public::ROUTES.join("\", \"");
+            errs.push(
+                &at,
+                format!("no public route {path:?} (routes: \"{known}\")"),
+            );
+            continue;
+        }
+        by_path.insert(path.clone(), pair(table, &at, errs));
+    }
+    RouteLists { by_path }
+}
+
+/// One `allow`/`deny` table, its entries reported under `{at}.allow[i]` and `{at}.deny[i]`.
+fn pair(f: &NetListFile, at: &str, errs: &mut Errors) -> Lists {
+    Lists {
+        allow: networks(&f.allow, &format!("{at}.allow"), errs),
+        deny: networks(&f.deny, &format!("{at}.deny"), errs),
     }
 }
 
@@ -292,6 +323,7 @@ mod tests {
             lists: ListsFile {
                 allow: strings(allow),
                 deny: strings(deny),
+                ..ListsFile::default()
             },
             connections: ConnectionsFile {
                 max_per_address: max,
@@ -337,7 +369,7 @@ mod tests {
             &mut errs,
         );
         assert!(errs.0.is_empty());
-        let deny: Vec<String> = p.lists.deny.iter().map(|n| n.to_string()).collect();
+        let deny: Vec<String> = p.lists.global.deny.iter().map(|n| n.to_string()).collect();
         assert_eq!(deny, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
         assert_eq!(p.max_per_address.get(), 2);
     }
@@ -349,5 +381,63 @@ mod tests {
         assert!(errs.0.is_empty());
         assert_eq!(p, ConnPolicy::default());
         assert_eq!(p.max_per_address.get(), 256);
+    }
+
+    fn parse(text: &str) -> GuardFile {
+        toml::from_str(text).unwrap()
+    }
+
+    fn strings(nets: &[IpNet]) -> Vec<String> {
+        nets.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn listener_and_route_tables_compile_with_their_paths() {
+        let f = parse(
+            r#"
+            [lists]
+            deny = ["192.0.2.1"]
+            [lists.redirect]
+            deny = ["::ffff:10.0.0.0/104", "nope"]
+            [lists.public]
+            allow = ["2001:db8::/32"]
+            [lists.routes."/healthz"]
+            allow = ["10.0.0.0/8", "10.0.0.300"]
+            [lists.routes."/nope"]
+            deny = ["bad"]
+            [lists.routes."/v1/events"]
+            "#,
+        );
+        let mut errs = Errors::default();
+        let p = connections(&f, &mut errs);
+        let routes = route_lists(&f, &mut errs);
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "guard.lists.redirect.deny[1]",
+                "guard.lists.routes.\"/healthz\".allow[1]",
+                "guard.lists.routes.\"/nope\"",
+            ]
+        );
+        assert_eq!(strings(&p.lists.global.deny), ["192.0.2.1/32"]);
+        assert_eq!(strings(&p.lists.redirect.deny), ["10.0.0.0/8"]);
+        assert_eq!(strings(&p.lists.public.allow), ["2001:db8::/32"]);
+        assert!(p.lists.public.deny.is_empty() && p.lists.redirect.allow.is_empty());
+        let keys: Vec<&str> = routes.by_path.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["/healthz", "/v1/events"]);
+        assert_eq!(strings(&routes.by_path["/healthz"].allow), ["10.0.0.0/8"]);
+        assert_eq!(routes.by_path["/v1/events"], Lists::default());
+    }
+
+    #[test]
+    fn unknown_keys_in_list_tables_are_errors() {
+        for text in [
+            "[lists.public]\nalow = []\n",
+            "[lists.admin]\ndeny = []\n",
+            "[lists.routes.\"/healthz\"]\ndenny = []\n",
+        ] {
+            assert!(toml::from_str::<GuardFile>(text).is_err(), "{text}");
+        }
     }
 }

@@ -52,8 +52,10 @@ pub struct Snapshot {
     pub anomaly: Option<Arc<crate::guard::anomaly::Engine>>,
     /// Rate limits: the runtime limiter service lives in the app and is reconfigured on reload.
     pub ratelimit: crate::guard::ratelimit::RateLimits,
-    /// Allow/deny lists and the per-address connection cap, read at each accept.
+    /// Allow/deny lists (global and per listener) and the per-address connection cap, read at each accept.
     pub connections: crate::guard::conns::ConnPolicy,
+    /// `[guard.lists.routes]`: allow/deny per public route, read per request on the request's client.
+    pub route_lists: crate::guard::lists::RouteLists,
     /// `[guard.bans]`: the ban table itself lives in the app (`Ctx::jail`); `None` = nobody is banned.
     pub bans: Option<crate::guard::bans::BanPolicy>,
     /// `[guard.behaviour]`: the windows live in the app; `None` = off.
@@ -119,6 +121,8 @@ pub struct Tenant {
     pub allowed_origins: Vec<String>,
     /// Server-side callers (no `Origin`, no `Referer`): bearer secret and networks; `None` admits none.
     pub server: Option<ServerAccess>,
+    /// `allow_networks` / `deny_networks`: every caller (browser or server) is checked against them.
+    pub networks: crate::guard::lists::Lists,
     /// Every configured key; the active one hashes, all of them match suppression entries.
     pub keys: KeyRing,
     /// The profile for ordinary requests and the one for opted-out visitors (GPC, DNT, `consent: false`).
@@ -210,6 +214,7 @@ impl Tenant {
             site: site.into(),
             allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
             server: None,
+            networks: Default::default(),
             keys: KeyRing::new(vec![k1, k2], "k1").expect("k1 is among the keys"),
             profile: Arc::new(Profile::builtin_default()),
             strict: Arc::new(Profile::builtin_strict()),

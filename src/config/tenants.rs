@@ -86,6 +86,10 @@ pub(super) fn tenants(
         }
         let allowed_origins = origins(&t.allowed_origins, &at, errs);
         let server = server_access(t, &at, base, errs);
+        let networks = crate::guard::lists::Lists {
+            allow: super::guard::networks(&t.allow_networks, &format!("{at}.allow_networks"), errs),
+            deny: super::guard::networks(&t.deny_networks, &format!("{at}.deny_networks"), errs),
+        };
         let profile = profile(profiles, &t.profile, &format!("{at}.profile"), errs);
         let strict = strict_profile(
             profiles,
@@ -113,6 +117,7 @@ pub(super) fn tenants(
                 site: t.site.clone(),
                 allowed_origins,
                 server,
+                networks,
                 keys,
                 profile,
                 strict,

@@ -46,6 +46,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let ratelimit = super::guard::ratelimit(&file.guard.ratelimit, &mut errs);
     let anomaly = super::guard::anomaly(file.guard.anomaly.as_ref(), &mut errs);
     let connections = super::guard::connections(&file.guard, &mut errs);
+    let route_lists = super::guard::route_lists(&file.guard, &mut errs);
     let bans = super::guard::bans(file.guard.bans.as_ref(), &mut errs);
     let behaviour = super::guard::behaviour(file.guard.behaviour.as_ref(), &mut errs);
     let trusted_proxies = super::guard::networks(
@@ -80,6 +81,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             anomaly,
             ratelimit,
             connections,
+            route_lists,
             bans,
             behaviour,
             trusted_proxies,

@@ -4,6 +4,11 @@
 //! `Authorization: Bearer`, compared in constant time, from an address in the tenant's server networks.
 //! A tenant with no allowed origins accepts no browser traffic; one without a server secret accepts no
 //! server-side traffic. The secret is kept only as its SHA-256 digest and never printed.
+//!
+//! Past either door, the tenant's own networks (`allow_networks` / `deny_networks`, [`lists::check`]) apply
+//! to every caller, browser or server, on the request's client address: 403 `network_not_allowed`, deny
+//! winning over allow. They are read after the door so that a caller without the origin or the secret learns
+//! nothing about them; for a server caller both they and its `server_networks` must admit the address.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +21,7 @@ use hyper::header::{self, HeaderMap};
 use ipnet::IpNet;
 
 use crate::config::Tenant;
+use crate::guard::lists;
 use crate::keys::Secret;
 use crate::reject::Reject;
 
@@ -83,8 +89,9 @@ pub fn is_bearer_token(s: &str) -> bool {
 /// Who is asking, as far as access is concerned; read once per request by [`caller`].
 #[derive(Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A browser: its `Origin`, or the `scheme://host[:port]` of its `Referer`; `None` if unusable.
-    Browser { origin: Option<String> },
+    /// A browser: its `Origin`, or the `scheme://host[:port]` of its `Referer`; `None` if unusable; and its
+    /// address.
+    Browser { origin: Option<String>, ip: IpAddr },
     /// No `Origin` and no `Referer`: a server-side caller, its bearer token (if any) and address.
     Server { bearer: Option<String>, ip: IpAddr },
 }
@@ -92,9 +99,11 @@ pub enum Caller {
 impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Caller::Browser { origin } => {
-                f.debug_struct("Browser").field("origin", origin).finish()
-            }
+            Caller::Browser { origin, ip } => f
+                .debug_struct("Browser")
+                .field("origin", origin)
+                .field("ip", ip)
+                .finish(),
             Caller::Server { bearer, ip } => f
                 .debug_struct("Server")
                 .field("bearer", &bearer.as_ref().map(|_| "<redacted>"))
@@ -104,22 +113,29 @@ impl fmt::Debug for Caller {
     }
 }
 
+impl Caller {
+    /// The request's client address, canonical (IPv4-mapped IPv6 as IPv4).
+    pub fn ip(&self) -> IpAddr {
+        match self {
+            Caller::Browser { ip, .. } | Caller::Server { ip, .. } => *ip,
+        }
+    }
+}
+
 /// Reads the access-relevant headers. A malformed or repeated `Authorization` header is refused here.
 pub fn caller(headers: &HeaderMap, ip: IpAddr) -> Result<Caller, Reject> {
     let bearer = bearer(headers)?;
+    let ip = ip.to_canonical();
     let text = |name| headers.get(name).map(|v| v.to_str().ok());
     if let Some(origin) = text(header::ORIGIN) {
         let origin = origin.map(str::to_owned);
-        return Ok(Caller::Browser { origin });
+        return Ok(Caller::Browser { origin, ip });
     }
     if let Some(referer) = text(header::REFERER) {
         let origin = referer.and_then(referer_origin).map(str::to_owned);
-        return Ok(Caller::Browser { origin });
+        return Ok(Caller::Browser { origin, ip });
     }
-    Ok(Caller::Server {
-        bearer,
-        ip: ip.to_canonical(),
-    })
+    Ok(Caller::Server { bearer, ip })
 }
 
 fn bearer(headers: &HeaderMap) -> Result<Option<String>, Reject> {
@@ -157,7 +173,7 @@ fn referer_origin(referer: &str) -> Option<&str> {
     (!host.is_empty() && !host.contains(['@', ' ', '\\'])).then_some(&referer[..end])
 }
 
-/// The tenant named by `site`, if `caller` may write to it.
+/// The tenant named by `site`, if `caller` may write to it: through its door, then from its networks.
 pub fn check<'a>(
     site: &str,
     caller: &Caller,
@@ -167,9 +183,10 @@ pub fn check<'a>(
         field: "site".into(),
     })?;
     match caller {
-        Caller::Browser { origin } => browser(tenant, origin.as_deref())?,
+        Caller::Browser { origin, .. } => browser(tenant, origin.as_deref())?,
         Caller::Server { bearer, ip } => server(tenant, bearer.as_deref(), *ip)?,
     }
+    lists::check(caller.ip(), &tenant.networks).map_err(|_| Reject::NetworkNotAllowed)?;
     Ok(tenant)
 }
 
@@ -223,8 +240,13 @@ mod tests {
     }
 
     fn browser(origin: Option<&str>) -> Caller {
+        browser_at(origin, V4_IN)
+    }
+
+    fn browser_at(origin: Option<&str>, ip: IpAddr) -> Caller {
         Caller::Browser {
             origin: origin.map(str::to_owned),
+            ip,
         }
     }
 
@@ -274,6 +296,65 @@ mod tests {
         }
     }
 
+    /// `allow_networks` / `deny_networks` apply to both doors, after the door; deny wins over every allow.
+    #[test]
+    fn tenant_networks_apply_to_every_caller() {
+        let nets = |l: &[&str]| l.iter().map(|n| n.parse().unwrap()).collect();
+        let mut demo = Tenant::for_test("demo", &[SHOP]);
+        demo.server = Some(access(SECRET, &["0.0.0.0/0", "::/0"]));
+        demo.networks = lists::Lists {
+            allow: nets(&["10.0.0.0/8", "2001:db8::/32"]),
+            deny: nets(&["10.9.0.0/16", "2001:db8:bad::/48", "10.1.1.1/32"]),
+        };
+        let tenants = HashMap::from([("demo".to_string(), demo)]);
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        // what `caller` builds: the address canonical
+        let b = |t: &str| browser_at(Some(SHOP), ip(t).to_canonical());
+        let s = |t: &str| server(Some(SECRET), ip(t).to_canonical());
+        use Reject::*;
+        let cases: &[(Caller, Result<&str, Reject>)] = &[
+            (b("10.1.2.3"), Ok("demo")),
+            (s("10.1.2.3"), Ok("demo")),
+            (b("::ffff:10.1.2.3"), Ok("demo")),
+            (b("2001:db8::1"), Ok("demo")),
+            (s("2001:db8::1"), Ok("demo")),
+            // outside the allow list
+            (b("192.0.2.7"), Err(NetworkNotAllowed)),
+            (s("192.0.2.7"), Err(NetworkNotAllowed)),
+            (b("2001:db9::1"), Err(NetworkNotAllowed)),
+            (s("::ffff:192.0.2.7"), Err(NetworkNotAllowed)),
+            // denied inside the allow list: deny wins
+            (b("10.9.0.1"), Err(NetworkNotAllowed)),
+            (s("10.9.0.1"), Err(NetworkNotAllowed)),
+            (b("::ffff:10.1.1.1"), Err(NetworkNotAllowed)),
+            (s("10.1.1.1"), Err(NetworkNotAllowed)),
+            (b("2001:db8:bad::1"), Err(NetworkNotAllowed)),
+            // the door first: a denied address without the origin or the secret learns nothing of the lists
+            (
+                browser_at(Some("https://evil.example"), ip("10.9.0.1")),
+                Err(OriginNotAllowed),
+            ),
+            (server(None, ip("10.9.0.1")), Err(CredentialMissing)),
+        ];
+        for (caller, want) in cases {
+            let got = check("demo", caller, &tenants).map(|t| t.site.as_str());
+            assert_eq!(&got, want, "{caller:?}");
+        }
+    }
+
+    #[test]
+    fn server_networks_and_tenant_networks_must_both_admit() {
+        let nets = |l: &[&str]| l.iter().map(|n| n.parse().unwrap()).collect();
+        let mut demo = Tenant::for_test("demo", &[]);
+        demo.server = Some(access(SECRET, &["10.0.0.0/8"]));
+        demo.networks.deny = nets(&["10.2.0.0/16"]);
+        let tenants = HashMap::from([("demo".to_string(), demo)]);
+        let at = |t: &str| check("demo", &server(Some(SECRET), t.parse().unwrap()), &tenants);
+        assert!(at("10.1.0.1").is_ok());
+        assert_eq!(at("10.2.0.1").unwrap_err(), Reject::NetworkNotAllowed);
+        assert_eq!(at("192.0.2.1").unwrap_err(), Reject::NetworkNotAllowed);
+    }
+
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -299,17 +380,20 @@ mod tests {
             ("referer", "", None),
         ];
         let ip = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        // Either door: the address canonical (IPv4-mapped IPv6 becomes IPv4).
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for (name, value, want) in cases {
             let map = headers(&[(name, value.as_bytes())]);
-            assert_eq!(caller(&map, ip), Ok(browser(*want)), "{name}: {value}");
+            let got = caller(&map, ip);
+            assert_eq!(got, Ok(browser_at(*want, loopback)), "{name}: {value}");
         }
         let both = headers(&[
             ("origin", b"https://a.example"),
             ("referer", b"https://b.example/"),
         ]);
-        assert_eq!(caller(&both, ip), Ok(browser(Some("https://a.example"))));
-        // Neither: a server-side caller, its address canonical (IPv4-mapped IPv6 becomes IPv4).
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let a = Some("https://a.example");
+        assert_eq!(caller(&both, ip), Ok(browser_at(a, loopback)));
+        // Neither: a server-side caller.
         assert_eq!(caller(&HeaderMap::new(), ip), Ok(server(None, loopback)));
     }
 

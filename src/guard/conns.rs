@@ -14,13 +14,15 @@ use std::time::Instant;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::bans::BanTable;
-use super::lists::{self, ListRefusal, Lists};
+use super::lists::{self, ListRefusal, ListenerLists};
 use super::ratelimit::AddrKey;
+use crate::listener::Kind;
 
-/// `[guard.lists]` and `[guard.connections]` compiled; lives in the config snapshot and is read per accept.
+/// `[guard.lists]` (with its per-listener tables) and `[guard.connections]` compiled; lives in the config
+/// snapshot and is read per accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnPolicy {
-    pub lists: Lists,
+    pub lists: ListenerLists,
     /// Concurrent connections one address (IPv6: one /64) may hold open per gateway.
     pub max_per_address: NonZeroU32,
 }
@@ -28,7 +30,7 @@ pub struct ConnPolicy {
 impl Default for ConnPolicy {
     fn default() -> Self {
         Self {
-            lists: Lists::default(),
+            lists: ListenerLists::default(),
             max_per_address: NonZeroU32::new(256).expect("non-zero"),
         }
     }
@@ -132,16 +134,17 @@ impl Drop for Slot {
     }
 }
 
-/// The accept-time stage: lists first (pure; deny wins over everything), then bans, then the per-address
-/// cap. `Ok` carries the connection's slot.
+/// The accept-time stage on listener `kind`: lists first (`[guard.lists]` and the listener's own table;
+/// pure; deny wins over everything), then bans, then the per-address cap. `Ok` carries the connection's slot.
 pub fn admit(
     ip: IpAddr,
+    kind: Kind,
     policy: &ConnPolicy,
     slots: &AddrSlots,
     bans: &BanTable,
     now: Instant,
 ) -> Result<Slot, Refused> {
-    lists::check(ip, &policy.lists)?;
+    lists::check_listener(ip, kind, &policy.lists)?;
     if bans.banned(ip, now).is_some() {
         return Err(Refused::Banned);
     }
@@ -182,6 +185,7 @@ pub fn count(counters: &[IntCounter; Refused::ALL.len()], r: Refused) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::lists::Lists;
 
     fn cap(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap()
@@ -233,33 +237,61 @@ mod tests {
     fn admit_checks_lists_before_the_cap() {
         let slots = AddrSlots::default();
         let policy = ConnPolicy {
-            lists: Lists {
-                allow: vec![],
-                deny: vec!["192.0.2.0/24".parse().unwrap()],
+            lists: ListenerLists {
+                global: Lists {
+                    allow: vec![],
+                    deny: vec!["192.0.2.0/24".parse().unwrap()],
+                },
+                ..ListenerLists::default()
             },
             max_per_address: cap(1),
         };
+        let p = Kind::Public;
         let (bans, now) = (BanTable::default(), Instant::now());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            admit(ip, &policy, &slots, &bans, now).unwrap_err(),
+            admit(ip, p, &policy, &slots, &bans, now).unwrap_err(),
             Refused::Denied
         );
         assert!(slots.is_empty(), "a denied peer takes no slot");
         let other: IpAddr = "198.51.100.1".parse().unwrap();
-        let _s = admit(other, &policy, &slots, &bans, now).unwrap();
+        let _s = admit(other, p, &policy, &slots, &bans, now).unwrap();
         assert_eq!(
-            admit(other, &policy, &slots, &bans, now).unwrap_err(),
+            admit(other, p, &policy, &slots, &bans, now).unwrap_err(),
             Refused::PerAddressCap
         );
         let third: IpAddr = "198.51.100.2".parse().unwrap();
         let ban = crate::guard::bans::BanPolicy::default();
         bans.ban(&ban, third, crate::guard::bans::BanReason::Anomaly, now);
         assert_eq!(
-            admit(third, &policy, &slots, &bans, now).unwrap_err(),
+            admit(third, p, &policy, &slots, &bans, now).unwrap_err(),
             Refused::Banned
         );
         assert_eq!(slots.len(), 1, "a banned peer takes no slot");
+    }
+
+    #[test]
+    fn admit_reads_the_listeners_own_lists() {
+        let slots = AddrSlots::default();
+        let policy = ConnPolicy {
+            lists: ListenerLists {
+                redirect: Lists {
+                    allow: vec![],
+                    deny: vec!["192.0.2.1/32".parse().unwrap()],
+                },
+                ..ListenerLists::default()
+            },
+            max_per_address: cap(4),
+        };
+        let (bans, now) = (BanTable::default(), Instant::now());
+        let ip: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let redirect = Kind::Redirect { https_port: 443 };
+        assert_eq!(
+            admit(ip, redirect, &policy, &slots, &bans, now).unwrap_err(),
+            Refused::Denied
+        );
+        assert!(slots.is_empty());
+        let _s = admit(ip, Kind::Public, &policy, &slots, &bans, now).expect("public serves it");
     }
 
     #[test]

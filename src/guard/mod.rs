@@ -1,7 +1,8 @@
-//! guard: who may enter. On accept, before TLS: `lists`, `bans` and the per-address cap (`conns`), on the
-//! client address `connmeta`/`proxy` establish. Per request: the ban check (`jail`), `access` (tenant, origin,
-//! server credential), `screen` (the `anomaly` engine), `limit` (`ratelimit`), and after the answer the
-//! `behaviour` windows, whose crossed bounds and anomaly blocks become bans in `jail`.
+//! guard: who may enter. On accept, before TLS: `lists` (global and per listener), `bans` and the per-address
+//! cap (`conns`), on the client address `connmeta`/`proxy` establish. Per request: the ban check (`jail`), the
+//! route's `lists`, `access` (tenant, origin, server credential, the tenant's `lists`), `screen` (the `anomaly`
+//! engine), `limit` (`ratelimit`), and after the answer the `behaviour` windows, whose crossed bounds and
+//! anomaly blocks become bans in `jail`.
 
 pub mod access;
 pub mod anomaly;

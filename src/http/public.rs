@@ -1,7 +1,9 @@
 //! The public routes, served only over TLS: `POST /v1/events` and `GET /healthz`. Every response, accepted or
 //! refused, carries `Strict-Transport-Security`. A batch is all-or-nothing: if any event in it is refused the
 //! whole request is refused, naming the first offending event and field, and nothing of it is stored, so a
-//! client can fix and resend the request without creating duplicates.
+//! client can fix and resend the request without creating duplicates. A route with lists
+//! (`[guard.lists.routes]`, [`lists::check_route`]) answers only clients they admit, before anything else
+//! of the request is read; the rest get `403 route_network_not_allowed`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,11 +20,14 @@ use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
 use crate::guard::bans::BanReason;
 use crate::guard::behaviour::Signal;
 use crate::guard::connmeta::ConnMeta;
-use crate::guard::{access, limit, screen};
+use crate::guard::{access, limit, lists, screen};
 use crate::reject::Reject;
 use crate::spool::SpoolError;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
+
+/// The paths `dispatch` serves: the keys `[guard.lists.routes]` may use.
+pub const ROUTES: [&str; 2] = ["/v1/events", "/healthz"];
 
 pub async fn handle(
     req: Request<Incoming>,
@@ -38,9 +43,13 @@ pub async fn handle(
     let snap = ctx.config.load_full();
     let client = meta.request_client(req.headers(), &snap.trusted_proxies);
     let now = tokio::time::Instant::now().into_std();
-    let result = match ctx.jail.check(client, now) {
+    let admitted = ctx
+        .jail
+        .check(client, now)
+        .and_then(|()| lists::check_route(client, req.uri().path(), &snap.route_lists));
+    let result = match admitted {
         Ok(()) => dispatch(req, &ctx, meta).await,
-        Err(banned) => Err(banned),
+        Err(refused) => Err(refused),
     };
     let mut res = match result {
         Ok(res) => res,
