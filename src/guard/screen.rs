@@ -9,7 +9,7 @@ use std::fmt::Write;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde_json::{Map, Value};
 
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderName};
 use hyper::HeaderMap;
 
 use super::anomaly::{needs_scan, Engine, Family, Mode, ProtocolFacts, Verdict};
@@ -206,6 +206,7 @@ fn walk<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     #[test]
     fn header_facts_count_what_is_abnormal() {
