@@ -9,6 +9,7 @@
 //!     cargo bench --bench guard
 
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Instant;
@@ -33,6 +34,8 @@ const UA: &str =
                   Chrome/131.0.0.0 Safari/537.36";
 
 struct Guard {
+    /// The client address, as the connection established it.
+    ip: IpAddr,
     snap: Snapshot,
     jail: Jail,
     limits: RateLimitService,
@@ -71,6 +74,7 @@ impl Guard {
             screen_m: ScreenMetrics::register(&r).unwrap(),
             limits,
             snap,
+            ip: "203.0.113.77".parse().unwrap(),
         }
     }
 
@@ -137,7 +141,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(guard.admit(&without_ua, black_box(&ev), None)).unwrap())
     });
     // The stages apart, to see where the time goes.
-    let ip = "203.0.113.77".parse().unwrap();
+    let ip = guard.ip;
     let engine = guard.snap.anomaly.as_ref().unwrap();
     let request = RequestFacts {
         user_agent: Some(UA),

@@ -21,7 +21,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded, Reject> {
         return Err(Reject::BodyTooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| Reject::InvalidUtf8)?;
-    let (root, duplicate_key) = super::json::parse(text).map_err(|e| {
+    let (root, parsed) = super::json::parse(text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             Reject::TooDeep { field: "$".into() }
         } else {
@@ -31,10 +31,20 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded, Reject> {
         }
     })?;
     check_bounds(&root, 1, limits).map_err(|v| v.into_reject())?;
-    let events = events(root, limits)?;
+    let mut events = events(root, limits)?;
+    // The strings the parser marked for the anomaly engine go to their events. A string outside every
+    // event object (a wrapper's stray value) cannot be: `events` refused those bodies.
+    let batch = events.first().is_some_and(|e| e.index.is_some());
+    for (path, value) in parsed.scan {
+        if let Some((i, rel)) = super::strings::split_event(&path, batch) {
+            if let Some(e) = events.get_mut(i) {
+                e.scan.push((rel.to_owned(), value));
+            }
+        }
+    }
     Ok(Decoded {
         events,
-        duplicate_key,
+        duplicate_key: parsed.duplicate_key,
     })
 }
 
@@ -60,6 +70,7 @@ fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
             return Ok(vec![RawEvent {
                 index: None,
                 object: map,
+                scan: Vec::new(),
             }])
         }
         _ => {
@@ -82,6 +93,7 @@ fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
             Value::Object(object) => Ok(RawEvent {
                 index: Some(i),
                 object,
+                scan: Vec::new(),
             }),
             _ => Err(Reject::WrongType {
                 field: format!("events[{i}]"),

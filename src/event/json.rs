@@ -1,5 +1,6 @@
 //! json: parses a body into a `serde_json::Value` as `serde_json::from_str` does (same recursion limit, same
-//! errors), and also reports the first duplicated object key with its path (`cart.items[0].sku`).
+//! errors), and also reports the first duplicated object key with its path (`cart.items[0].sku`) and marks
+//! the string values the anomaly engine must see (see `strings`), with their paths.
 //!
 //! Why: parsers disagree on `{"site":"a","site":"b"}` (serde_json keeps the last, others the first), a known
 //! way to show one component a different request than another. The last value is kept, as before; the
@@ -12,62 +13,119 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
-/// Parses `text`; `Ok((value, first duplicate key path))`.
-pub fn parse(text: &str) -> serde_json::Result<(Value, Option<String>)> {
+/// What [`parse`] found beside the value.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The path of the first duplicated key.
+    pub duplicate_key: Option<String>,
+    /// (path from the root, value) of every string value that `needs_scan`, in document order.
+    pub scan: Vec<(String, String)>,
+}
+
+/// Parses `text`; `Ok((value, what else was found))`.
+pub fn parse(text: &str) -> serde_json::Result<(Value, Parsed)> {
     let state = State::default();
     let mut de = serde_json::Deserializer::from_str(text);
     let value = Seed(&state).deserialize(&mut de)?;
     de.end()?;
-    Ok((value, state.duplicate.into_inner()))
+    let parsed = Parsed {
+        duplicate_key: state.duplicate.into_inner().map(|m| m.path()),
+        scan: state
+            .scan
+            .into_inner()
+            .into_iter()
+            .map(|m| (m.path(), m.value))
+            .collect(),
+    };
+    Ok((value, parsed))
+}
+
+/// One step of a path, collected innermost first.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A value found deep in the body. Its path is built only for what is marked, on the way back up: each
+/// enclosing object or array appends its step to the marks made while its child was parsed, so an
+/// unmarked value costs no path work at all.
+struct Marked {
+    reversed: Vec<Step>,
+    value: String,
+}
+
+impl Marked {
+    fn path(&self) -> String {
+        let mut path = String::with_capacity(32);
+        for step in self.reversed.iter().rev() {
+            match step {
+                Step::Key(k) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                }
+                Step::Index(i) => {
+                    let _ = write!(path, "[{i}]");
+                }
+            }
+        }
+        path
+    }
 }
 
 #[derive(Default)]
 struct State {
-    /// The path of the value being parsed.
-    path: RefCell<String>,
-    duplicate: RefCell<Option<String>>,
+    duplicate: RefCell<Option<Marked>>,
+    scan: RefCell<Vec<Marked>>,
+}
+
+/// How many marks existed before a child was parsed.
+#[derive(Clone, Copy)]
+struct Before {
+    scan: usize,
+    duplicate: bool,
 }
 
 impl State {
-    /// Runs `f` with `segment` appended to the path (`.key` or `[i]`).
-    fn within<T>(&self, segment: Segment<'_>, f: impl FnOnce() -> T) -> T {
-        let len = {
-            let mut p = self.path.borrow_mut();
-            let len = p.len();
-            match segment {
-                Segment::Key(k) => {
-                    if !p.is_empty() {
-                        p.push('.');
-                    }
-                    p.push_str(k);
-                }
-                Segment::Index(i) => {
-                    let _ = write!(p, "[{i}]");
-                }
+    fn before(&self) -> Before {
+        Before {
+            scan: self.scan.borrow().len(),
+            duplicate: self.duplicate.borrow().is_some(),
+        }
+    }
+
+    /// Appends `step` to every mark made since `before`.
+    fn unwind(&self, before: Before, step: impl Fn() -> Step) {
+        let mut scan = self.scan.borrow_mut();
+        for m in &mut scan[before.scan..] {
+            m.reversed.push(step());
+        }
+        if !before.duplicate {
+            if let Some(d) = self.duplicate.borrow_mut().as_mut() {
+                d.reversed.push(step());
             }
-            len
-        };
-        let out = f();
-        self.path.borrow_mut().truncate(len);
-        out
+        }
+    }
+
+    fn string(&self, v: &str) {
+        if super::strings::needs_scan(v.as_bytes()) {
+            self.scan.borrow_mut().push(Marked {
+                reversed: Vec::new(),
+                value: v.to_owned(),
+            });
+        }
     }
 
     fn duplicate(&self, key: &str) {
         let mut d = self.duplicate.borrow_mut();
         if d.is_none() {
-            let p = self.path.borrow();
-            *d = Some(if p.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{p}.{key}")
+            *d = Some(Marked {
+                reversed: vec![Step::Key(key.to_owned())],
+                value: String::new(),
             });
         }
     }
-}
-
-enum Segment<'a> {
-    Key(&'a str),
-    Index(usize),
 }
 
 #[derive(Clone, Copy)]
@@ -105,10 +163,12 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        self.0.string(v);
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        self.0.string(&v);
         Ok(Value::String(v))
     }
 
@@ -124,10 +184,10 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         loop {
             let i = items.len();
-            match self
-                .0
-                .within(Segment::Index(i), || seq.next_element_seed(self))?
-            {
+            let before = self.0.before();
+            let next = seq.next_element_seed(self)?;
+            self.0.unwind(before, || Step::Index(i));
+            match next {
                 Some(v) => items.push(v),
                 None => return Ok(Value::Array(items)),
             }
@@ -137,9 +197,9 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = self
-                .0
-                .within(Segment::Key(&key), || map.next_value_seed(self))?;
+            let before = self.0.before();
+            let value = map.next_value_seed(self)?;
+            self.0.unwind(before, || Step::Key(key.clone()));
             match out.entry(key) {
                 Entry::Occupied(mut o) => {
                     self.0.duplicate(o.key());
@@ -162,22 +222,29 @@ mod tests {
     fn same_value_as_serde_json_and_the_first_duplicate_path() {
         let text =
             r#"{"site":"a","cart":{"items":[{"sku":"1","sku":"2"}]},"site":"b","n":-1.5,"z":null}"#;
-        let (v, dup) = parse(text).unwrap();
+        let (v, found) = parse(text).unwrap();
         assert_eq!(
             v,
             serde_json::from_str::<Value>(text).unwrap(),
             "last value wins, as before"
         );
-        assert_eq!(dup.as_deref(), Some("cart.items[0].sku"));
-        assert_eq!(
-            parse(r#"[{"a":1},{"a":2}]"#).unwrap().1,
-            None,
-            "one key per object"
-        );
-        assert_eq!(
-            parse(r#"[{"a":1,"a":2}]"#).unwrap().1.as_deref(),
-            Some("[0].a")
-        );
+        assert_eq!(found.duplicate_key.as_deref(), Some("cart.items[0].sku"));
+        let dup = |t: &str| parse(t).unwrap().1.duplicate_key;
+        assert_eq!(dup(r#"[{"a":1},{"a":2}]"#), None, "one key per object");
+        assert_eq!(dup(r#"[{"a":1,"a":2}]"#).as_deref(), Some("[0].a"));
+    }
+
+    #[test]
+    fn scannable_strings_match_a_walk_of_the_parsed_value() {
+        let text = r#"{"site":"demo","url":"https://x/?a=1&b=2","items":[{"n":"O'Reilly"},{"n":"Tee"}],"e":"a\u0040b"}"#;
+        let (v, found) = parse(text).unwrap();
+        let walked = super::super::strings::scannable(v.as_object().unwrap());
+        let mut ours = found.scan.clone();
+        let mut theirs = walked.clone();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.len(), 3, "{ours:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod decode;
 mod json;
 pub mod minimize;
+mod strings;
 pub mod validate;
 
 pub use decode::decode;
@@ -17,15 +18,32 @@ pub use validate::validate;
 pub struct RawEvent {
     pub(crate) index: Option<usize>,
     pub(crate) object: serde_json::Map<String, serde_json::Value>,
+    /// The string values a payload rule could match, with their paths in the event, in document order.
+    pub(crate) scan: Vec<(String, String)>,
 }
 
 impl RawEvent {
     /// A single (non-batch) event from an already parsed object, for tests and benchmarks that skip `decode`.
     pub fn for_tests(object: serde_json::Map<String, serde_json::Value>) -> RawEvent {
+        RawEvent::new(None, object)
+    }
+
+    /// An event from a parsed object; its scannable strings are found by walking it.
+    pub(crate) fn new(
+        index: Option<usize>,
+        object: serde_json::Map<String, serde_json::Value>,
+    ) -> RawEvent {
+        let scan = strings::scannable(&object);
         RawEvent {
-            index: None,
+            index,
             object,
+            scan,
         }
+    }
+
+    /// (path, value) of every string value a payload rule could match.
+    pub fn scannable(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.scan.iter().map(|(p, v)| (p.as_str(), v.as_str()))
     }
 
     /// The `site` it names, `""` when absent or not a string (validation refuses those).

@@ -359,7 +359,7 @@ mod tests {
         let Value::Object(object) = v else {
             panic!("object")
         };
-        RawEvent { index, object }
+        RawEvent::new(index, object)
     }
 
     #[test]

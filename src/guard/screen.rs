@@ -4,15 +4,12 @@
 //! `site` for per-tenant exclusions, before validation can drop anything. An event whose enforced score reaches
 //! the threshold refuses the whole request (`403 anomaly_detected`); hits are counted by family either way.
 
-use std::fmt::Write;
-
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
-use serde_json::{Map, Value};
 
 use hyper::header::{self, HeaderName};
 use hyper::HeaderMap;
 
-use super::anomaly::{needs_scan, Engine, Family, Mode, ProtocolFacts, Verdict};
+use super::anomaly::{Engine, Family, Mode, ProtocolFacts, Verdict};
 use super::jail::GuardMetrics;
 use crate::event::RawEvent;
 use crate::reject::Reject;
@@ -119,16 +116,13 @@ pub fn admit(
     request: &RequestFacts<'_>,
 ) -> Result<(), Reject> {
     for (i, event) in events.iter().enumerate() {
-        let mut values = Vec::new();
-        collect(&event.object, &mut String::new(), &mut values);
         let site = event.site();
         // The user agent and protocol facts are scored once per request, with the first event.
         let (ua, facts) = match i {
             0 => (request.user_agent, request.protocol),
             _ => (None, ProtocolFacts::default()),
         };
-        let strings = values.iter().map(|(p, v)| (p.as_str(), *v));
-        let verdict = engine.score(site, &facts, strings, ua);
+        let verdict = engine.score(site, &facts, event.scannable(), ua);
         for hit in &verdict.hits {
             let at = Family::ALL
                 .iter()
@@ -167,42 +161,6 @@ fn decide(engine: &Engine, guard: &GuardMetrics, verdict: &Verdict) {
     }
 }
 
-/// Every string value under `object` with its path; `decode` bounded depth, keys and strings already.
-fn collect<'a>(
-    object: &'a Map<String, Value>,
-    prefix: &mut String,
-    out: &mut Vec<(String, &'a str)>,
-) {
-    for (key, value) in object {
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('.');
-        }
-        prefix.push_str(key);
-        walk(value, prefix, out);
-        prefix.truncate(len);
-    }
-}
-
-fn walk<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)>) {
-    match value {
-        // Only values the rules could match are scored: most beacon strings have no special byte at all,
-        // and skipping them here saves copying their path.
-        Value::String(s) if needs_scan(s.as_bytes()) => out.push((path.clone(), s)),
-        Value::String(_) => {}
-        Value::Object(o) => collect(o, path, out),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                let _ = write!(path, "[{i}]");
-                walk(item, path, out);
-                path.truncate(len);
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,21 +196,5 @@ mod tests {
         let f = header_facts(&h);
         assert_eq!(f.abnormal_headers, 3);
         assert!(f.conflicting_lengths);
-    }
-
-    #[test]
-    fn paths_name_every_string_value_a_rule_could_match() {
-        let v: Value = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
-        let mut out = Vec::new();
-        collect(v.as_object().unwrap(), &mut String::new(), &mut out);
-        out.sort();
-        assert_eq!(
-            out,
-            [
-                ("cart.items[0].name".to_string(), "<Tee>"),
-                ("cart.items[1].sku".to_string(), "S1'"),
-                ("site".to_string(), "demo's")
-            ]
-        );
     }
 }

@@ -34,11 +34,7 @@ fn valid(v: Value) -> ValidEvent {
     let Value::Object(object) = v else {
         panic!("event must be an object")
     };
-    validate(RawEvent {
-        index: None,
-        object,
-    })
-    .unwrap()
+    validate(RawEvent::new(None, object)).unwrap()
 }
 
 fn client(ip: IpAddr) -> ClientMeta {

@@ -231,5 +231,7 @@ pub struct Engine {
     set: RegexSet,
     set_rules: Vec<&'static rules::Rule>,
     scanners: Option<AhoCorasick>,
+    /// The same needles, case-sensitive, for a lower-cased user agent: the fast "any match?" check.
+    scanner_fast: Option<AhoCorasick>,
     scanner_rules: Vec<&'static rules::Scanner>,
 }

@@ -36,12 +36,24 @@ const UA_TRIGGER: [bool; 256] = {
 
 /// Whether a user agent can carry a payload any rule matches.
 pub(crate) fn ua_needs_scan(ua: &[u8]) -> bool {
-    ua.iter().any(|&b| UA_TRIGGER[b as usize]) || ua.windows(2).any(|w| w == b"..")
+    any_in(ua, &UA_TRIGGER) || memchr::memmem::find(ua, b"..").is_some()
 }
 
 /// Whether `value` can match any payload rule at all.
 pub(crate) fn needs_scan(value: &[u8]) -> bool {
-    value.iter().any(|&b| TRIGGER[b as usize])
+    any_in(value, &TRIGGER)
+}
+
+/// Whether any byte of `s` is in `table`: 16 bytes at a time without a branch per byte (most values have
+/// none, so every byte is looked at).
+fn any_in(s: &[u8], table: &[bool; 256]) -> bool {
+    let mut chunks = s.chunks_exact(16);
+    for c in &mut chunks {
+        if c.iter().fold(false, |acc, &b| acc | table[b as usize]) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| table[b as usize])
 }
 
 /// `value` as the rules see it; borrowed when nothing needed decoding.
@@ -120,7 +132,7 @@ fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn memchr_pct(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'%')
+    memchr::memchr(b'%', s)
 }
 
 const ENTITIES: &[(&[u8], u8)] = &[
@@ -199,7 +211,9 @@ fn entity(s: &[u8], out: &mut Vec<u8>) -> Option<usize> {
 
 /// Named (common) and numeric entities; `None` when there were none.
 fn html_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let first = s.iter().position(|&b| b == b'&')?;
+    // The first `&` that starts an entity: a URL's `&utm_medium=` allocates nothing.
+    let first =
+        memchr::memchr_iter(b'&', s).find(|&i| entity(&s[i + 1..], &mut Vec::new()).is_some())?;
     let mut out = Vec::with_capacity(s.len());
     out.extend_from_slice(&s[..first]);
     let mut i = first;
@@ -231,7 +245,7 @@ fn fold_full_width(s: &[u8]) -> Option<Vec<u8>> {
                 | [0xE2, 0x81, 0x84, ..]
         )
     };
-    let first = (0..s.len()).find(|&i| is_fw(&s[i..]))?;
+    let first = memchr::memchr3_iter(0xEF, 0xE3, 0xE2, s).find(|&i| is_fw(&s[i..]))?;
     let mut out = Vec::with_capacity(s.len());
     out.extend_from_slice(&s[..first]);
     let mut i = first;
@@ -256,7 +270,8 @@ fn fold_full_width(s: &[u8]) -> Option<Vec<u8>> {
 /// `/*` (when closed later), `/*!50000` and `*/` become a space, so `union/**/select` and `/*!union*/` read
 /// as words; an unclosed `/*` (`admin'/*`) stays for the rules to see.
 fn replace_comments(s: &[u8]) -> Option<Vec<u8>> {
-    let has = s.windows(2).any(|w| w == b"/*" || w == b"*/");
+    let has = memchr::memchr_iter(b'*', s)
+        .any(|i| (i > 0 && s[i - 1] == b'/') || s.get(i + 1) == Some(&b'/'));
     if !has {
         return None;
     }

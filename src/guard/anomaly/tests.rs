@@ -149,6 +149,25 @@ fn scanner_user_agents_and_paranoia() {
     assert_eq!(v.score, 2);
     let v = e.score_strings("shop", std::iter::empty(), Some("${jndi:ldap://evil/x}"));
     assert!(v.blocked && v.hits[0].family == Family::Jndi, "{v:?}");
+    // any case, and past the 512 bytes lower-cased on the stack
+    for ua in [
+        "SQLMap/1.7",
+        &format!("{}NiKtO/2.5", "Mozilla/5.0 ".repeat(60)),
+    ] {
+        let v = e.score_strings("shop", std::iter::empty(), Some(ua));
+        assert!(v.blocked, "{ua}");
+    }
+}
+
+#[test]
+fn scanner_needles_are_lower_case() {
+    for s in super::rules::SCANNERS {
+        assert_eq!(
+            s.needle,
+            s.needle.to_ascii_lowercase(),
+            "the fast check lower-cases the user agent"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,121 @@
+//! strings: the string values of an event a payload rule could match (those with a byte from the anomaly
+//! engine's trigger set, [`needs_scan`]), each with its JSON path relative to the event (`cart.items[0].name`).
+//! `decode` marks them while it parses, when the bytes are in cache anyway; an event built from an
+//! already parsed object (tests, benchmarks) gets them from [`scannable`], a walk over the object. Both give
+//! the same strings (the parse in document order, the walk in key order); the parse also keeps the value a
+//! duplicated key lost, so a value smuggled that way is scored too.
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+pub(crate) use crate::guard::anomaly::needs_scan;
+
+/// (path, value) of every string in `object` that [`needs_scan`].
+pub(crate) fn scannable(object: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    collect(object, &mut Vec::with_capacity(8), &mut out);
+    out
+}
+
+/// One step of a JSON path.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `cart.items[0].name` from its steps.
+fn path_of(steps: &[Step<'_>]) -> String {
+    let mut path = String::with_capacity(32);
+    for step in steps {
+        match step {
+            Step::Key(k) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Step::Index(i) => {
+                let _ = write!(path, "[{i}]");
+            }
+        }
+    }
+    path
+}
+
+fn collect<'a>(
+    object: &'a Map<String, Value>,
+    steps: &mut Vec<Step<'a>>,
+    out: &mut Vec<(String, String)>,
+) {
+    for (key, value) in object {
+        steps.push(Step::Key(key));
+        walk(value, steps, out);
+        steps.pop();
+    }
+}
+
+fn walk<'a>(value: &'a Value, steps: &mut Vec<Step<'a>>, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(s) if needs_scan(s.as_bytes()) => out.push((path_of(steps), s.clone())),
+        Value::String(_) => {}
+        Value::Object(o) => collect(o, steps, out),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                steps.push(Step::Index(i));
+                walk(item, steps, out);
+                steps.pop();
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Splits a path from the body's root into the event it is in and the path within that event: `[2].a.b` and
+/// `events[2].a.b` → (2, `a.b`); for a body that is one event, the path is already relative.
+pub(crate) fn split_event(path: &str, batch: bool) -> Option<(usize, &str)> {
+    if !batch {
+        return Some((0, path));
+    }
+    let rest = path
+        .strip_prefix("events")
+        .unwrap_or(path)
+        .strip_prefix('[')?;
+    let close = rest.find(']')?;
+    let index = rest[..close].parse().ok()?;
+    let tail = &rest[close + 1..];
+    Some((index, tail.strip_prefix('.').unwrap_or(tail)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_values_a_rule_could_match_with_their_paths() {
+        let v: Value = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
+        let out = scannable(v.as_object().unwrap());
+        let paths: Vec<(&str, &str)> = out.iter().map(|(p, v)| (p.as_str(), v.as_str())).collect();
+        assert_eq!(
+            paths,
+            [
+                ("cart.items[0].name", "<Tee>"),
+                ("cart.items[1].sku", "S1'"),
+                ("site", "demo's")
+            ]
+        );
+    }
+
+    #[test]
+    fn event_paths_split_from_the_root() {
+        assert_eq!(split_event("[2].cart.sku", true), Some((2, "cart.sku")));
+        assert_eq!(
+            split_event("events[10].page_url", true),
+            Some((10, "page_url"))
+        );
+        assert_eq!(split_event("[0]", true), Some((0, "")));
+        assert_eq!(split_event("cart.sku", false), Some((0, "cart.sku")));
+        assert_eq!(split_event("nope", true), None);
+    }
+}
