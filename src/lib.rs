@@ -5,17 +5,20 @@
 //!
 //! 1. [`listener`] accepts the TCP connection, holding one of `limits.max_connections` permits, reads a PROXY
 //!    protocol v2 header where enabled ([`guard::proxy`]) into a [`guard::connmeta::ConnMeta`], and refuses the
-//!    connection before any TLS work if [`guard::lists`] (global and that listener's) refuse its address or
-//!    [`guard::conns`] finds the address at its connection cap. It wraps the stream in [`http::idle`] so a
+//!    connection before any TLS work if [`guard::lists`] (global and that listener's) refuse its address, the
+//!    address is banned ([`guard::bans`]) or [`guard::conns`] finds it at its connection cap. It wraps the stream in [`http::idle`] so a
 //!    silent peer cannot hold it, and watches it with [`http::activity`] so a peer that talks (HTTP/2 PINGs)
 //!    but asks for nothing cannot either.
 //! 2. [`tls`] terminates TLS 1.2/1.3 (rustls, AEAD suites, ALPN `h2` + `http/1.1`) within
 //!    `timeouts.tls_handshake_ms`. Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
 //! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config)
-//!    once the route's [`guard::lists`] admit the request's client, reads the body within its size and time
+//!    once the request's client is not banned ([`guard::jail`]) and the route's [`guard::lists`] admit it, reads the body within its size and time
 //!    bounds ([`http::body`]) and stamps HSTS on every answer.
 //! 4. [`event::decode`] turns the bytes into [`event::RawEvent`]s: UTF-8 JSON, depth, string, key and batch
-//!    bounds, three body shapes (one event, an array, `{"events": [...]}`).
+//!    bounds, three body shapes (one event, an array, `{"events": [...]}`). While it parses it marks the
+//!    string values a payload rule could match and notes a duplicated key. [`guard::screen`] then scores
+//!    those strings, the user agent and the header facts with the [`guard::anomaly`] engine: `403
+//!    anomaly_detected` at the threshold, and a ban ([`guard::jail`]).
 //! 5. [`event::validate`] checks schema v1 into a typed [`event::ValidEvent`]; unknown keys are dropped and
 //!    counted.
 //! 6. [`guard::access`] admits the event only for a configured tenant: a browser (an `Origin`, or a `Referer`)
@@ -36,7 +39,8 @@
 //!    once every sink has passed it.
 //!
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
-//! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
+//! metric label ([`metrics`]); 4xx answers, unknown sites and accepted event counts feed the address's
+//! [`guard::behaviour`] windows, whose crossed bounds become bans. [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
 //! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
 
 #![forbid(unsafe_code)]

@@ -1,5 +1,6 @@
-//! screen: the anomaly stage of a request. Every string value of every decoded event (with its JSON path,
-//! `cart.items[0].name`), the user agent and the request's protocol facts (duplicate JSON keys from `decode`,
+//! screen: the anomaly stage of a request. Every string value of every decoded event that a payload rule could
+//! match (marked by `decode` with its JSON path, `cart.items[0].name`; a string without any trigger byte cannot
+//! match a rule), the user agent and the request's protocol facts (duplicate JSON keys from `decode`,
 //! abnormal headers from [`header_facts`]) go through the [`anomaly`](super::anomaly) engine, with the event's
 //! `site` for per-tenant exclusions, before validation can drop anything. An event whose enforced score reaches
 //! the threshold refuses the whole request (`403 anomaly_detected`); hits are counted by family either way.
