@@ -162,6 +162,9 @@ impl App {
             clock.clone(),
             metrics.spool.clone(),
         )?;
+        metrics
+            .spool_max_bytes
+            .set(i64::try_from(snapshot.spool.max_bytes).unwrap_or(i64::MAX));
         let ratelimit = RateLimitService::new(snapshot.ratelimit.clone(), QuantaClock::default());
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
         let ctx = Arc::new(Ctx {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::event::minimize::detect::DetectorKind;
@@ -32,6 +32,11 @@ pub struct Metrics {
     pub plain_requests: IntCounterVec,
     /// `tollgate_request_seconds{route}` from request head to response.
     pub request_seconds: HistogramVec,
+    /// `tollgate_requests_total{route, status}`: every answer on the public listener (`status` is one of the
+    /// codes Tollgate answers with, a closed set).
+    pub requests: IntCounterVec,
+    /// `tollgate_spool_max_bytes`: the spool's bound (`spool.max_bytes`), for a fill ratio.
+    pub spool_max_bytes: IntGauge,
     /// `tollgate_connection_errors_total`: connections that ended in an HTTP protocol error or timeout.
     pub connection_errors: IntCounter,
     /// `tollgate_config_reloads_total{outcome}`: `applied` or `rejected` (the old snapshot keeps serving).
@@ -117,6 +122,19 @@ impl Metrics {
                 &["outcome"],
             )?,
             request_seconds,
+            requests: counter_vec(
+                "tollgate_requests_total",
+                "Requests answered on the public listener, by route and status code.",
+                &["route", "status"],
+            )?,
+            spool_max_bytes: {
+                let g = IntGauge::new(
+                    "tollgate_spool_max_bytes",
+                    "The spool's size bound (spool.max_bytes).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             connection_errors,
             config_reloads: counter_vec(
                 "tollgate_config_reloads_total",

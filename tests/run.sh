@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine that has only the Rust toolchain:
 # installs the tools the tests drive for real (openssl's s_client for TLS version probes, npm to fetch the
-# CC0 GeoIP database the geo tests read, clickhouse-server and nats-server for the storage-tier sinks), then
+# CC0 GeoIP database the geo tests read, clickhouse-server and nats-server for the storage-tier sinks,
+# prometheus and promtool for the operator surface), then
 # runs every test target. Servers the tests start are bound
 # to 127.0.0.1 on port 0 and stopped by PID.
 set -euo pipefail
@@ -14,6 +15,8 @@ have openssl || missing+=(openssl)
 have curl || missing+=(curl)
 have clickhouse-server || missing+=(clickhouse-server clickhouse-client)
 have nats-server || missing+=(nats-server)
+# Debian's prometheus brings promtool: tests/prometheus.rs runs a real server and checks metrics and rules.
+have prometheus && have promtool || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -73,6 +73,10 @@ pub async fn handle(
         .request_seconds
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .requests
+        .with_label_values(&[route, res.status().as_str()])
+        .inc();
     Ok(res)
 }
 

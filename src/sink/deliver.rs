@@ -107,6 +107,7 @@ impl Delivery {
             } else {
                 Circuit::Closed
             });
+            let attempt = tokio::time::Instant::now();
             let sent = tokio::time::timeout(
                 self.cfg.timeout,
                 self.sink.send(SinkBatch {
@@ -121,6 +122,9 @@ impl Delivery {
                     "no answer within timeout_ms",
                 ))
             });
+            self.metrics
+                .batch_seconds
+                .observe(attempt.elapsed().as_secs_f64());
             match sent {
                 Ok(()) => {
                     self.metrics

@@ -1,6 +1,9 @@
 //! Sink metrics, labelled by sink name (from config) and closed reasons; resolved once per sink.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use super::outcome::{DeadReason, RetryReason};
 
@@ -23,6 +26,7 @@ pub struct SinkMetrics {
     circuit: IntGaugeVec,
     lag_seconds: IntGaugeVec,
     lag_events: IntGaugeVec,
+    batch_seconds: HistogramVec,
 }
 
 impl SinkMetrics {
@@ -38,7 +42,17 @@ impl SinkMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_sink_batch_seconds",
+                "Duration of one batch attempt against the downstream, stored or not.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 15)?),
+            &["sink"],
+        )?;
+        registry.register(Box::new(batch_seconds.clone()))?;
         Ok(Self {
+            batch_seconds,
             events: counter(
                 "tollgate_sink_events_total",
                 "Events a sink stored.",
@@ -90,6 +104,7 @@ impl SinkMetrics {
             circuit: self.circuit.with_label_values(&[name]),
             lag_seconds: self.lag_seconds.with_label_values(&[name]),
             lag_events: self.lag_events.with_label_values(&[name]),
+            batch_seconds: self.batch_seconds.with_label_values(&[name]),
         };
         one.circuit(Circuit::Closed);
         one
@@ -106,6 +121,8 @@ pub struct OneSink {
     pub circuit: IntGauge,
     pub lag_seconds: IntGauge,
     pub lag_events: IntGauge,
+    /// `tollgate_sink_batch_seconds{sink}`: every attempt, whatever its outcome.
+    pub batch_seconds: Histogram,
 }
 
 impl OneSink {
