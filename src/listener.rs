@@ -281,6 +281,15 @@ async fn serve_tls(
         Ok(Err(_)) => return failures.with_label_values(&["error"]).inc(),
         Err(_) => return failures.with_label_values(&["timeout"]).inc(),
     };
+    let version = match tls.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        _ => "other",
+    };
+    ctx.metrics
+        .tls_handshakes
+        .with_label_values(&[version])
+        .inc();
     // From here the client owes a request: protocol detection counts against `header_read`.
     let limits = activity::Limits::from(&snap.timeouts);
     let (tracker, watchdog) = activity::watch(tokio::time::Instant::now(), limits);

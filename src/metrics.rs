@@ -26,6 +26,8 @@ pub struct Metrics {
     /// `tollgate_connections_open{listener}` and `tollgate_connections_total{listener}`.
     pub connections_open: IntGaugeVec,
     pub connections_total: IntCounterVec,
+    /// `tollgate_tls_handshakes_total{version}`: completed handshakes, `1.2` or `1.3`.
+    pub tls_handshakes: IntCounterVec,
     /// `tollgate_tls_handshake_failures_total{cause}`: `timeout` or `error` (bad version, bad hello, reset).
     pub tls_handshake_failures: IntCounterVec,
     /// `tollgate_redirects_total{outcome}` on the plain listener: `redirected` or `refused`.
@@ -110,6 +112,11 @@ impl Metrics {
                 "tollgate_connections_total",
                 "Connections accepted, by listener.",
                 &["listener"],
+            )?,
+            tls_handshakes: counter_vec(
+                "tollgate_tls_handshakes_total",
+                "TLS handshakes completed, by protocol version.",
+                &["version"],
             )?,
             tls_handshake_failures: counter_vec(
                 "tollgate_tls_handshake_failures_total",

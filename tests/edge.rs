@@ -155,6 +155,19 @@ async fn legacy_tls_and_cbc_suites_are_refused_by_the_server() {
         .with_label_values(&["error"])
         .get();
     assert_eq!(failures - failures_before, 3);
+    let completed = |v: &str| {
+        running
+            .ctx
+            .metrics
+            .tls_handshakes
+            .with_label_values(&[v])
+            .get()
+    };
+    assert_eq!(
+        (completed("1.2"), completed("1.3")),
+        (1, 1),
+        "one of each version completed"
+    );
     running.stop().await.unwrap();
 }
 
