@@ -8,6 +8,7 @@ pub mod activity;
 pub mod admin;
 pub mod body;
 pub mod idle;
+mod ingest;
 pub mod public;
 pub mod redirect;
 
