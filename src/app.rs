@@ -42,6 +42,8 @@ pub struct Ctx {
     pub conns: AddrSlots,
     /// Bans and behaviour windows: outlive reloads (policies are in the snapshot).
     pub jail: Jail,
+    /// `beacon.js`, prepared once.
+    pub script: crate::http::script::Script,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +180,7 @@ impl App {
             ratelimit,
             conns: AddrSlots::default(),
             jail: Jail::new(GuardMetrics::register(&registry)?),
+            script: crate::http::script::Script::build(),
         });
         Ok((App { ctx, writer }, recovery))
     }

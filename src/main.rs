@@ -50,6 +50,18 @@ enum Command {
         #[command(subcommand)]
         command: DeadletterCommand,
     },
+    /// Print the HTML snippet a shop pastes into its pages for tenant SITE: the queue stub, `init`, and
+    /// `beacon.js` with its Subresource Integrity hash.
+    Snippet {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        /// The gateway's public URL as browsers reach it (`https://track.shop.example`); default
+        /// `https://localhost:<public port>`.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Inspect the local spool.
     Spool {
         #[command(subcommand)]
@@ -119,6 +131,7 @@ fn main() -> ExitCode {
             site,
             emails,
         } => suppress(&config, &site, emails),
+        Command::Snippet { config, site, url } => snippet(&config, &site, url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +154,26 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn snippet(path: &std::path::Path, site: &str, url: Option<String>) -> anyhow::Result<()> {
+    let snapshot =
+        config::load(path, LoadMode::Check).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    anyhow::ensure!(
+        snapshot.tenants.contains_key(site),
+        "no tenant with site {site:?}"
+    );
+    let url = url.unwrap_or_else(|| format!("https://localhost:{}", snapshot.listen.public.port()));
+    anyhow::ensure!(
+        url.starts_with("https://") && !url["https://".len()..].trim_end_matches('/').contains('/'),
+        "--url must be https://host[:port] (the gateway as browsers reach it), got {url:?}"
+    );
+    let script = tollgate::http::script::Script::build();
+    print!(
+        "{}",
+        tollgate::http::script::snippet(site, &url, &script.integrity)
+    );
+    Ok(())
 }
 
 fn spool_command(command: SpoolCommand) -> ExitCode {

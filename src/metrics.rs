@@ -37,6 +37,8 @@ pub struct Metrics {
     /// `tollgate_requests_total{route, status}`: every answer on the public listener (`status` is one of the
     /// codes Tollgate answers with, a closed set).
     pub requests: IntCounterVec,
+    /// `tollgate_cors_preflights_total{outcome}`: `granted` or `denied`.
+    pub preflights: IntCounterVec,
     /// `tollgate_spool_max_bytes`: the spool's bound (`spool.max_bytes`), for a fill ratio.
     pub spool_max_bytes: IntGauge,
     /// `tollgate_connection_errors_total`: connections that ended in an HTTP protocol error or timeout.
@@ -134,6 +136,11 @@ impl Metrics {
                 "Requests answered on the public listener, by route and status code.",
                 &["route", "status"],
             )?,
+            preflights: counter_vec(
+                "tollgate_cors_preflights_total",
+                "CORS preflights on the event route, by outcome (granted, denied).",
+                &["outcome"],
+            )?,
             spool_max_bytes: {
                 let g = IntGauge::new(
                     "tollgate_spool_max_bytes",
@@ -156,6 +163,16 @@ impl Metrics {
             connections_refused: crate::guard::conns::RefusedMetrics::register(registry)?,
             connections_idle_closed: crate::http::activity::IdleMetrics::register(registry)?,
         })
+    }
+
+    /// Counts a preflight answer by its status (`204` granted, anything else denied).
+    pub fn preflight(&self, status: hyper::StatusCode) {
+        let outcome = if status.is_success() {
+            "granted"
+        } else {
+            "denied"
+        };
+        self.preflights.with_label_values(&[outcome]).inc();
     }
 
     pub fn reject(&self, r: &Reject) {

@@ -7,10 +7,13 @@
 pub mod activity;
 pub mod admin;
 pub mod body;
+pub mod cors;
 pub mod idle;
 mod ingest;
+pub mod pixel;
 pub mod public;
 pub mod redirect;
+pub mod script;
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -13,8 +13,9 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 
-use super::{ingest, json, Resp};
+use super::{cors, ingest, json, pixel, Resp};
 use crate::app::Ctx;
+use crate::config::Snapshot;
 use crate::guard::behaviour::Signal;
 use crate::guard::connmeta::ConnMeta;
 use crate::guard::lists;
@@ -22,8 +23,13 @@ use crate::reject::Reject;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 
+/// The pixel's path.
+pub const PIXEL: &str = "/v1/p.gif";
+/// `beacon.js`'s path.
+pub const SCRIPT: &str = "/v1/beacon.js";
+
 /// The paths `dispatch` serves: the keys `[guard.lists.routes]` may use.
-pub const ROUTES: [&str; 2] = ["/v1/events", "/healthz"];
+pub const ROUTES: [&str; 4] = ["/v1/events", PIXEL, SCRIPT, "/healthz"];
 
 pub async fn handle(
     req: Request<Incoming>,
@@ -33,6 +39,8 @@ pub async fn handle(
     let started = Instant::now();
     let route = match req.uri().path() {
         "/v1/events" => "events",
+        PIXEL => "pixel",
+        SCRIPT => "script",
         "/healthz" => "healthz",
         _ => "other",
     };
@@ -43,8 +51,14 @@ pub async fn handle(
         .jail
         .check(client, now)
         .and_then(|()| lists::check_route(client, req.uri().path(), &snap.route_lists));
+    // The cross-origin grant of an answer on the event route, decided before the request is consumed.
+    let cors = (route == "events" && req.method() != Method::OPTIONS).then(|| {
+        cors::origin(req.headers())
+            .and_then(|o| cors::allowed(o, &snap.tenants))
+            .map(str::to_owned)
+    });
     let result = match admitted {
-        Ok(()) => dispatch(req, &ctx, meta).await,
+        Ok(()) => dispatch(req, &ctx, &snap, meta).await,
         Err(refused) => Err(refused),
     };
     let mut res = match result {
@@ -61,6 +75,9 @@ pub async fn handle(
             reject.into_response()
         }
     };
+    if let Some(origin) = cors {
+        cors::grant(&mut res, origin.as_deref());
+    }
     res.headers_mut().insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static(HSTS),
@@ -76,10 +93,26 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx, meta: ConnMeta) -> Result<Resp, Reject> {
+async fn dispatch(
+    req: Request<Incoming>,
+    ctx: &Ctx,
+    snap: &Snapshot,
+    meta: ConnMeta,
+) -> Result<Resp, Reject> {
     match (req.uri().path(), req.method()) {
         ("/v1/events", &Method::POST) => ingest::post(req, ctx, meta).await,
-        ("/v1/events", _) => Err(Reject::MethodNotAllowed { allow: "POST" }),
+        ("/v1/events", &Method::OPTIONS) => {
+            let res = cors::preflight(req.headers(), &snap.tenants);
+            ctx.metrics.preflight(res.status());
+            Ok(res)
+        }
+        ("/v1/events", _) => Err(Reject::MethodNotAllowed {
+            allow: "POST, OPTIONS",
+        }),
+        (PIXEL, &Method::GET) => pixel::get(req, ctx, snap, meta).await,
+        (PIXEL, _) => Err(Reject::MethodNotAllowed { allow: "GET" }),
+        (SCRIPT, &Method::GET | &Method::HEAD) => Ok(ctx.script.serve(req.headers())),
+        (SCRIPT, _) => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
         ("/healthz", &Method::GET | &Method::HEAD) => {
             Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
         }
