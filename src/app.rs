@@ -117,6 +117,9 @@ impl Ctx {
         self.spool.set_keys(new.spool_keys.clone());
         self.ratelimit.reconfigure(new.ratelimit.clone());
         self.config.store(Arc::new(new));
+        self.metrics
+            .tls
+            .publish_expiry(&self.config.load().tls.expiry);
         Ok(())
     }
 }
@@ -158,6 +161,7 @@ impl App {
     ) -> Result<(App, Recovery), AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::register(&registry)?);
+        metrics.tls.publish_expiry(&snapshot.tls.expiry);
         let (spool, writer, recovery) = Spool::open(
             snapshot.spool.clone(),
             Some(snapshot.spool_keys.clone()),

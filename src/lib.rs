@@ -10,7 +10,8 @@
 //!    silent peer cannot hold it, and watches it with [`http::activity`] so a peer that talks (HTTP/2 PINGs)
 //!    but asks for nothing cannot either.
 //! 2. [`tls`] terminates TLS 1.2/1.3 (rustls, AEAD suites, ALPN `h2` + `http/1.1`) within
-//!    `timeouts.tls_handshake_ms`. Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
+//!    `timeouts.tls_handshake_ms`, with the certificate the snapshot's [`tls::sni`] table picks for the client's
+//!    SNI (counted by kind in [`tls::metrics`], never logged). Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
 //! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config)
 //!    once the request's client is not banned ([`guard::jail`]) and the route's [`guard::lists`] admit it, reads the body within its size and time
 //!    bounds ([`http::body`]) and stamps HSTS on every answer.

@@ -36,6 +36,8 @@ use crate::guard::conns::{self, Refused, Slot};
 use crate::guard::proxy;
 use crate::http::activity::{self, Watchdog};
 use crate::http::{self, idle::IdleTimeout};
+use crate::tls::hello::Tap;
+use crate::tls::metrics::SniKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -274,14 +276,20 @@ async fn serve_tls(
     ctx: &Arc<Ctx>,
     end: End<'_>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(snap.tls.config.clone());
     let failures = &ctx.metrics.tls_handshake_failures;
-    let tls = match tokio::time::timeout(snap.timeouts.tls_handshake, acceptor.accept(io)).await {
+    let io = Tap::new(io);
+    let mut tls = match tokio::time::timeout(snap.timeouts.tls_handshake, acceptor.accept(io)).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(_)) => return failures.with_label_values(&["error"]).inc(),
         Err(_) => return failures.with_label_values(&["timeout"]).inc(),
     };
-    let version = match tls.get_ref().1.protocol_version() {
+    // The tapped ClientHello is read once and freed here: the connection keeps no copy.
+    let (tap, session) = tls.get_mut();
+    let sni = SniKind::classify(session.server_name(), &snap.tls.resolver, &tap.finish());
+    ctx.metrics.tls.count_sni(sni);
+    let version = match session.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
         _ => "other",

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     /// `tollgate_tls_handshake_failures_total{cause}`: `timeout` or `error` (bad version, bad hello, reset).
     pub tls_handshake_failures: IntCounterVec,
+    /// `tollgate_tls_sni_total{kind}` and `tollgate_tls_certificate_expiry_timestamp_seconds{name}`.
+    pub tls: crate::tls::metrics::TlsMetrics,
     /// `tollgate_redirects_total{outcome}` on the plain listener: `redirected` or `refused`.
     pub plain_requests: IntCounterVec,
     /// `tollgate_request_seconds{route}` from request head to response.
@@ -125,6 +127,7 @@ impl Metrics {
                 "TLS handshakes that failed, by cause.",
                 &["cause"],
             )?,
+            tls: crate::tls::metrics::TlsMetrics::register(registry)?,
             plain_requests: counter_vec(
                 "tollgate_plain_requests_total",
                 "Requests on the plain-HTTP listener, by outcome.",

@@ -315,12 +315,27 @@ pub struct ListenFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
+    /// The default certificate: for clients without SNI, with an IP literal, or with a name no entry covers.
     pub cert: String,
     pub key: String,
     #[serde(default)]
     pub dev_self_signed: bool,
     #[serde(default = "default_min_version")]
     pub min_version: String,
+    /// `[[tls.sni]]`: certificates chosen by SNI.
+    #[serde(default)]
+    pub sni: Vec<SniFile>,
+}
+
+/// `[[tls.sni]]`: one certificate for some names (`track.shop.example`, `*.shop.example`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniFile {
+    /// DNS names, `*` only as the whole leftmost label; each must be covered by the certificate and appear in
+    /// one entry only. The first one names the entry in metrics.
+    pub names: Vec<String>,
+    pub cert: String,
+    pub key: String,
 }
 
 fn default_min_version() -> String {

@@ -9,6 +9,7 @@ mod sink_parts;
 mod sinks;
 mod spool_keys;
 mod tenants;
+mod tls;
 mod validate;
 
 use std::collections::HashMap;
@@ -38,7 +39,8 @@ pub struct Snapshot {
     /// Where spool, keys, dead letters and file-sink output live by default.
     pub data_dir: PathBuf,
     pub listen: Listen,
-    pub tls: Arc<rustls::ServerConfig>,
+    /// Certificates (default and by SNI) and the rustls config choosing among them per handshake.
+    pub tls: crate::tls::Tls,
     /// Where the generated development CA certificate is, when `dev_self_signed` made one.
     pub dev_ca: Option<PathBuf>,
     pub limits: Limits,

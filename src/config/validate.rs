@@ -1,7 +1,7 @@
 //! From `ConfigFile` to `Snapshot`: every check runs, every failure is collected with its path.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use super::file::{ConfigFile, LimitsFile, TimeoutsFile};
 use super::{ConfigError, ConfigErrors, Limits, Listen, LoadMode, Snapshot, Timeouts};
 use crate::event::minimize::geo::Geo;
 use crate::spool::SpoolConfig;
-use crate::tls;
 
 #[derive(Default)]
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
@@ -59,7 +58,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let tenants = super::tenants::tenants(&file.tenants, &profiles, base, mode, &mut errs);
     let tenants = super::routes::routes(&file.tenants, tenants, &sinks, &mut errs);
     let geo = geo(&file, base, &mut errs);
-    let tls = tls_material(&file, base, mode, &mut errs);
+    let tls = super::tls::tls_material(&file.tls, base, mode, &mut errs);
     match (listen, limits, timeouts, spool, spool_keys, tls) {
         (
             Some(listen),
@@ -214,29 +213,6 @@ fn spool(file: &ConfigFile, data_dir: &Path, errs: &mut Errors) -> Option<SpoolC
         },
         consumers: Vec::new(),
     })
-}
-
-fn tls_material(
-    file: &ConfigFile,
-    base: &Path,
-    mode: LoadMode,
-    errs: &mut Errors,
-) -> Option<(Arc<rustls::ServerConfig>, Option<PathBuf>)> {
-    let versions = match file.tls.min_version.as_str() {
-        "1.2" => tls::Versions::Intermediate,
-        "1.3" => tls::Versions::Modern,
-        other => {
-            errs.push(
-                "tls.min_version",
-                format!("{other:?} is not one of \"1.2\", \"1.3\""),
-            );
-            return None;
-        }
-    };
-    let (cert, key) = (base.join(&file.tls.cert), base.join(&file.tls.key));
-    tls::load(&cert, &key, file.tls.dev_self_signed, versions, mode)
-        .map_err(|e| errs.push("tls", e.to_string()))
-        .ok()
 }
 
 /// The GeoIP database: optional; a configured but missing file disables geo with a warning (a fresh install
