@@ -38,6 +38,10 @@
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
 //! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
 //! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
+//!
+//! Beside the path: the admin listener ([`http::admin`], on its own thread and runtime so it answers while the
+//! public side is saturated) serves `/healthz`, `/readyz` ([`readiness`]), `/admin/status`, `/metrics`,
+//! reload and bans, behind [`guard::admin`] (source allow list, bearer token, `Host` check).
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +54,7 @@ pub mod http;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
+pub mod readiness;
 pub mod reject;
 pub mod sink;
 pub mod spool;
