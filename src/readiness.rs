@@ -113,7 +113,8 @@ mod tests {
     #[test]
     fn each_cause_is_its_own_reason_and_all_are_listed() {
         assert_eq!(check(&ok()), []);
-        let cases: [(fn(&mut Inputs), NotReady); 5] = [
+        type Edit = fn(&mut Inputs);
+        let cases: [(Edit, NotReady); 5] = [
             (|i| i.config_loaded = false, NotReady::ConfigNotLoaded),
             (
                 |i| i.spool.writer = WriterState::Failing,

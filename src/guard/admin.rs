@@ -47,7 +47,10 @@ impl AdminAccess {
         Self {
             allow,
             token: token.map(|t| access::sha256(t.expose().as_bytes())),
-            hosts: hosts.iter().map(|h| normal_host(h).to_owned()).collect(),
+            hosts: hosts
+                .iter()
+                .map(|h| normal_host(h).to_ascii_lowercase())
+                .collect(),
         }
     }
 
