@@ -12,6 +12,7 @@ use prometheus::{
 use crate::event::minimize::detect::DetectorKind;
 use crate::event::minimize::policy::{Field, ACTION_LABELS};
 use crate::event::Report;
+use crate::guard::admin::AdminRefusal;
 use crate::reject::Reject;
 use crate::sink::metrics::SinkMetrics;
 use crate::spool::SpoolMetrics;
@@ -46,6 +47,9 @@ pub struct Metrics {
     /// `tollgate_connections_idle_closed_total{listener, phase}`: closed for asking nothing (`before_first_request`
     /// or `keepalive`), see [`crate::http::activity`].
     pub connections_idle_closed: crate::http::activity::IdleMetrics,
+    /// `tollgate_admin_requests_refused_total{reason}`: admin requests refused for their `Host` or token,
+    /// indexed by `AdminRefusal as usize`.
+    pub admin_refused: [IntCounter; AdminRefusal::ALL.len()],
 }
 
 impl Metrics {
@@ -88,6 +92,13 @@ impl Metrics {
             "Connections that ended with an HTTP protocol error or timeout.",
         )?;
         registry.register(Box::new(connection_errors.clone()))?;
+        let admin_refused = counter_vec(
+            "tollgate_admin_requests_refused_total",
+            "Admin requests refused, by reason (host_not_allowed, unauthorized).",
+            &["reason"],
+        )?;
+        let admin_refused =
+            AdminRefusal::ALL.map(|r| admin_refused.with_label_values(&[r.label()]));
         Ok(Self {
             rejections,
             events_accepted: counter_vec(
@@ -130,6 +141,7 @@ impl Metrics {
             screen: crate::guard::screen::ScreenMetrics::register(registry)?,
             connections_refused: crate::guard::conns::RefusedMetrics::register(registry)?,
             connections_idle_closed: crate::http::activity::IdleMetrics::register(registry)?,
+            admin_refused,
         })
     }
 

@@ -232,6 +232,14 @@ async fn admin_refuses_other_sources_missing_or_wrong_tokens_and_foreign_hosts()
             );
         }
     });
+    let m = |reason| {
+        common::metric(
+            &running,
+            "tollgate_admin_requests_refused_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!((m("unauthorized"), m("host_not_allowed")), (7.0, 3.0));
     running.stop().await.unwrap();
 }
 

@@ -70,6 +70,16 @@ pub enum AdminRefusal {
 }
 
 impl AdminRefusal {
+    pub const ALL: [AdminRefusal; 2] = [AdminRefusal::HostNotAllowed, AdminRefusal::Unauthorized];
+
+    /// The `reason` label of `tollgate_admin_requests_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            AdminRefusal::HostNotAllowed => "host_not_allowed",
+            AdminRefusal::Unauthorized => "unauthorized",
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             AdminRefusal::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,

@@ -38,6 +38,7 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
         })
     };
     if let Err(refusal) = allowed {
+        ctx.metrics.admin_refused[refusal as usize].inc();
         return Ok(refused(refusal));
     }
     Ok(route(req, ctx).await)
