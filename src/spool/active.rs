@@ -159,11 +159,8 @@ impl ActiveLog {
             }
             Err(e) => {
                 tracing::error!(error = %e, segment = self.seg_no, "spool: commit failed");
-                let state = match self.failed {
-                    Some(_) => WriterState::Stopped,
-                    None => WriterState::Failing,
-                };
-                self.shared.health.set_writer(state);
+                // After `fail` this stays `Stopped`.
+                self.shared.health.set_writer(WriterState::Failing);
                 for p in waiters.into_iter().chain(queue) {
                     let _ = p
                         .reply
@@ -281,6 +278,7 @@ impl ActiveLog {
 
     fn fail(&mut self, e: &io::Error) {
         tracing::error!(error = %e, "spool: writer stopped, restart to recover");
+        self.shared.health.set_writer(WriterState::Stopped);
         self.failed = Some(Failure {
             kind: e.kind(),
             message: e.to_string(),
