@@ -1,9 +1,11 @@
 //! app: owns everything that lives as long as the process — the config snapshot (`ArcSwap`), the metrics
 //! `Registry`, the spool and its writer, the listeners — and the order of start and stop:
-//! open spool (recovery) → bind listeners → serve … signal → stop accepting → drain connections → final fsync.
+//! open spool (recovery) → admin listener (own thread; not ready yet) → sinks → public and redirect listeners →
+//! ready → serve … signal → stop accepting → drain connections → final fsync.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::sink::build;
 use crate::sink::deadletter::DeadLetters;
 use crate::sink::deliver::Delivery;
-use crate::spool::{Recovery, Spool, SpoolError, SpoolWriter};
+use crate::spool::{Faults, Recovery, Spool, SpoolError, SpoolWriter};
 use governor::clock::QuantaClock;
 
 /// What every request handler can reach.
@@ -44,7 +46,14 @@ pub struct Ctx {
     pub jail: Jail,
     /// `beacon.js`, prepared once.
     pub script: crate::http::script::Script,
+    /// Set once `App::start` has every listener accepting and every sink running (readiness).
+    pub config_loaded: AtomicBool,
+    /// When the app was built, for `uptime_s`.
+    pub started: std::time::Instant,
 }
+
+/// Concurrent connections the admin listener serves.
+const ADMIN_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -159,15 +168,43 @@ impl App {
         clock: Arc<dyn Clock>,
         config_path: Option<PathBuf>,
     ) -> Result<(App, Recovery), AppError> {
+        let (app, recovery, _) = Self::build(snapshot, clock, config_path, false)?;
+        Ok((app, recovery))
+    }
+
+    /// [`App::new`] with the spool's fault-injection seam ([`Spool::open_with_faults`]): for tests that make
+    /// the spool writer fail. The gateway binary never calls it.
+    #[doc(hidden)]
+    pub fn with_spool_faults(
+        snapshot: Snapshot,
+        clock: Arc<dyn Clock>,
+        config_path: Option<PathBuf>,
+    ) -> Result<(App, Arc<Faults>), AppError> {
+        let (app, _, faults) = Self::build(snapshot, clock, config_path, true)?;
+        Ok((app, faults.expect("opened with faults")))
+    }
+
+    fn build(
+        snapshot: Snapshot,
+        clock: Arc<dyn Clock>,
+        config_path: Option<PathBuf>,
+        faults: bool,
+    ) -> Result<(App, Recovery, Option<Arc<Faults>>), AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::register(&registry)?);
         metrics.tls.publish_expiry(&snapshot.tls.expiry);
-        let (spool, writer, recovery) = Spool::open(
-            snapshot.spool.clone(),
-            Some(snapshot.spool_keys.clone()),
-            clock.clone(),
-            metrics.spool.clone(),
-        )?;
+        let (cfg, keys) = (snapshot.spool.clone(), Some(snapshot.spool_keys.clone()));
+        let (spool, writer, recovery, faults) = match faults {
+            false => {
+                let (s, w, r) = Spool::open(cfg, keys, clock.clone(), metrics.spool.clone())?;
+                (s, w, r, None)
+            }
+            true => {
+                let (s, w, r, f) =
+                    Spool::open_with_faults(cfg, keys, clock.clone(), metrics.spool.clone())?;
+                (s, w, r, Some(f))
+            }
+        };
         metrics
             .spool_max_bytes
             .set(i64::try_from(snapshot.spool.max_bytes).unwrap_or(i64::MAX));
@@ -185,8 +222,10 @@ impl App {
             conns: AddrSlots::default(),
             jail: Jail::new(GuardMetrics::register(&registry)?),
             script: crate::http::script::Script::build(),
+            config_loaded: AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
-        Ok((App { ctx, writer }, recovery))
+        Ok((App { ctx, writer }, recovery, faults))
     }
 
     pub fn ctx(&self) -> &Arc<Ctx> {
@@ -213,7 +252,8 @@ impl App {
         Ok(tokio::spawn(delivery.run(stop)))
     }
 
-    /// Binds every configured listener, starts every sink, and starts accepting.
+    /// Binds every configured listener, starts every sink, and starts accepting. The admin listener comes
+    /// first, on its own thread: until the rest is up, `/readyz` says `config_not_loaded`.
     pub async fn start(self) -> Result<Running, AppError> {
         let snap = self.ctx.config.load_full();
         let (stop, stop_rx) = watch::channel(false);
@@ -223,11 +263,26 @@ impl App {
                 .await
                 .map_err(|e| AppError::Bind(addr, e))
         };
+        let mut loops = Vec::new();
+        let mut admin_addr = None;
+        if let Some(addr) = snap.listen.admin {
+            // Bound here (tokio sets SO_REUSEADDR), served on the admin thread's own runtime. If start fails
+            // later, dropping `stop` ends that thread.
+            let tcp = bind(addr).await?;
+            admin_addr = tcp.local_addr().ok();
+            let on_thread = |tcp: tokio::net::TcpListener| {
+                let ctx = self.ctx.clone();
+                listener::spawn_admin(tcp.into_std()?, ctx, ADMIN_CONNECTIONS, stop_rx.clone())
+            };
+            let done = on_thread(tcp).map_err(|e| AppError::Bind(addr, e))?;
+            loops.push(tokio::spawn(async move {
+                let _ = done.await;
+            }));
+        }
         let public = bind(snap.listen.public).await?;
         let public_addr = public
             .local_addr()
             .map_err(|e| AppError::Bind(snap.listen.public, e))?;
-        let mut loops = Vec::new();
         for sink in &snap.sinks {
             loops.push(self.start_sink(sink, stop_rx.clone()).await?);
         }
@@ -257,12 +312,7 @@ impl App {
                 max,
             );
         }
-        let mut admin_addr = None;
-        if let Some(addr) = snap.listen.admin {
-            let tcp = bind(addr).await?;
-            admin_addr = tcp.local_addr().ok();
-            spawn(tcp, Kind::Admin, 64);
-        }
+        self.ctx.config_loaded.store(true, Ordering::Release);
         Ok(Running {
             public_addr,
             redirect_addr,

@@ -201,6 +201,11 @@ impl Secret {
         Ok(Secret(text))
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_test(text: String) -> Secret {
+        Secret(text)
+    }
+
     /// The secret itself, for the one header or handshake that needs it.
     pub fn expose(&self) -> &str {
         &self.0

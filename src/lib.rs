@@ -43,6 +43,10 @@
 //! metric label ([`metrics`]); 4xx answers, unknown sites and accepted event counts feed the address's
 //! [`guard::behaviour`] windows, whose crossed bounds become bans. [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
 //! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
+//!
+//! Beside the path: the admin listener ([`http::admin`], on its own thread and runtime so it answers while the
+//! public side is saturated) serves `/healthz`, `/readyz` ([`readiness`]), `/admin/status`, `/metrics`,
+//! reload and bans, behind [`guard::admin`] (source allow list, bearer token, `Host` check).
 
 #![forbid(unsafe_code)]
 
@@ -55,6 +59,7 @@ pub mod http;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
+pub mod readiness;
 pub mod reject;
 pub mod sink;
 pub mod spool;

@@ -9,8 +9,10 @@
 //! header closes the connection. On the internet-facing listeners (public, redirect) the connection then
 //! passes the connection guard ([`conns::admit`]: `[guard.lists]` from the current snapshot, then the ban
 //! table, then the per-address cap) on that client address, before any TLS or HTTP work; a refused one is closed at once and
-//! counted in `tollgate_connections_refused_total`. The admin listener (loopback only) is not guarded, so
-//! metrics and reload stay reachable.
+//! counted in `tollgate_connections_refused_total`. The admin listener skips that guard (bans and caps must
+//! not lock an operator out) and checks only `[admin] allow` ([`guard::admin::source`]), refusing and counting
+//! the same way. It runs its accept loop on its own thread and runtime ([`spawn_admin`]) so that it answers
+//! while the public runtime is saturated.
 //!
 //! Two timers bound a connection that holds a slot. [`IdleTimeout`] closes one on which no byte moves
 //! (`timeouts.idle_ms`): a stalled TLS record, a body that stopped. On the internet-facing listeners an
@@ -33,7 +35,7 @@ use crate::app::Ctx;
 use crate::config::Snapshot;
 use crate::guard::connmeta::ConnMeta;
 use crate::guard::conns::{self, Refused, Slot};
-use crate::guard::proxy;
+use crate::guard::{self, proxy};
 use crate::http::activity::{self, Watchdog};
 use crate::http::{self, idle::IdleTimeout};
 use crate::tls::hello::Tap;
@@ -45,7 +47,7 @@ pub enum Kind {
     Public,
     /// Plain HTTP/1.1, redirect to HTTPS only; carries the public port for the Location.
     Redirect { https_port: u16 },
-    /// Plain HTTP/1.1 on loopback, metrics and health.
+    /// Plain HTTP/1.1, probes, status, metrics, reload and bans (`http::admin`).
     Admin,
 }
 
@@ -176,6 +178,9 @@ impl Handler {
             None
         };
         let meta = ConnMeta::new(self.kind, peer, proxied);
+        if self.kind == Kind::Admin {
+            guard::admin::source(peer.ip(), &snap.admin)?;
+        }
         let slot = match self.kind.guarded() {
             true => Some(conns::admit(
                 meta.client,
@@ -343,6 +348,37 @@ async fn serve_plain<S>(
         .max_buf_size(snap.limits.max_header_bytes);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     end.drive(conn, watchdog).await
+}
+
+/// Serves the admin listener on a thread of its own with a single-threaded runtime, so that a saturated
+/// public runtime (every worker busy, every permit taken) cannot keep it from answering. `tcp` is bound by
+/// the caller (errors surface at start); the thread ends when `stop` turns true (or its sender is dropped)
+/// and every admin connection has ended; `done` resolves then.
+pub fn spawn_admin(
+    tcp: std::net::TcpListener,
+    ctx: Arc<Ctx>,
+    max_connections: usize,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tcp.set_nonblocking(true)?;
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tollgate-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(tcp) {
+                    Ok(tcp) => accept_loop(tcp, Kind::Admin, ctx, max_connections, stop).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener failed"),
+                }
+            });
+            // Connections' tasks that outlived the loop are dropped with the runtime.
+            drop(runtime);
+            let _ = done_tx.send(());
+        })?;
+    Ok(done)
 }
 
 /// Binds a listener; the address may use port 0.

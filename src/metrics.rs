@@ -12,6 +12,7 @@ use prometheus::{
 use crate::event::minimize::detect::DetectorKind;
 use crate::event::minimize::policy::{Field, ACTION_LABELS};
 use crate::event::Report;
+use crate::guard::admin::AdminRefusal;
 use crate::reject::Reject;
 use crate::sink::metrics::SinkMetrics;
 use crate::spool::SpoolMetrics;
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `tollgate_cors_preflights_total{outcome}`: `granted` or `denied`.
     pub preflights: IntCounterVec,
+    /// `tollgate_ready`: 1 when `/readyz` would answer ready, set at each scrape.
+    pub ready: IntGauge,
     /// `tollgate_spool_max_bytes`: the spool's bound (`spool.max_bytes`), for a fill ratio.
     pub spool_max_bytes: IntGauge,
     /// `tollgate_connection_errors_total`: connections that ended in an HTTP protocol error or timeout.
@@ -57,6 +60,9 @@ pub struct Metrics {
     /// `tollgate_connections_idle_closed_total{listener, phase}`: closed for asking nothing (`before_first_request`
     /// or `keepalive`), see [`crate::http::activity`].
     pub connections_idle_closed: crate::http::activity::IdleMetrics,
+    /// `tollgate_admin_requests_refused_total{reason}`: admin requests refused for their `Host` or token,
+    /// indexed by `AdminRefusal as usize`.
+    pub admin_refused: [IntCounter; AdminRefusal::ALL.len()],
 }
 
 impl Metrics {
@@ -99,6 +105,13 @@ impl Metrics {
             "Connections that ended with an HTTP protocol error or timeout.",
         )?;
         registry.register(Box::new(connection_errors.clone()))?;
+        let admin_refused = counter_vec(
+            "tollgate_admin_requests_refused_total",
+            "Admin requests refused, by reason (host_not_allowed, unauthorized).",
+            &["reason"],
+        )?;
+        let admin_refused =
+            AdminRefusal::ALL.map(|r| admin_refused.with_label_values(&[r.label()]));
         Ok(Self {
             rejections,
             events_accepted: counter_vec(
@@ -144,6 +157,14 @@ impl Metrics {
                 "CORS preflights on the event route, by outcome (granted, denied).",
                 &["outcome"],
             )?,
+            ready: {
+                let g = IntGauge::new(
+                    "tollgate_ready",
+                    "1 when GET /readyz answers ready, 0 when not (reasons in its body); set at each scrape.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             spool_max_bytes: {
                 let g = IntGauge::new(
                     "tollgate_spool_max_bytes",
@@ -153,11 +174,18 @@ impl Metrics {
                 g
             },
             connection_errors,
-            config_reloads: counter_vec(
-                "tollgate_config_reloads_total",
-                "Config reloads, by outcome.",
-                &["outcome"],
-            )?,
+            config_reloads: {
+                let c = counter_vec(
+                    "tollgate_config_reloads_total",
+                    "Config reloads, by outcome.",
+                    &["outcome"],
+                )?;
+                // Exported at 0 from the start, so an alert on "rejected" has a series to watch.
+                for outcome in ["applied", "rejected"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
             pii: PiiMetrics::register(registry)?,
             spool: Arc::new(SpoolMetrics::register(registry)?),
             sinks: SinkMetrics::register(registry)?,
@@ -165,6 +193,7 @@ impl Metrics {
             screen: crate::guard::screen::ScreenMetrics::register(registry)?,
             connections_refused: crate::guard::conns::RefusedMetrics::register(registry)?,
             connections_idle_closed: crate::http::activity::IdleMetrics::register(registry)?,
+            admin_refused,
         })
     }
 

@@ -188,3 +188,47 @@ fn alert_rules_pass_their_unit_tests() {
     );
     assert!(ok, "{text}");
 }
+
+/// Every metric name in `text` (`tollgate_…`, without the histogram suffixes Prometheus adds).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("tollgate_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let name = name.strip_suffix("_bucket").unwrap_or(&name).to_owned();
+        out.insert(name);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
+    let fx = Fixture::new(
+        "[guard.anomaly]\n[guard.bans]\n[guard.behaviour]\n\
+         [[sinks]]\nname = \"file\"\ntype = \"file\"\n",
+    );
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    assert_eq!(
+        c.post("application/json", event("d1").to_string())
+            .await
+            .status,
+        204
+    );
+    assert_eq!(c.post("application/json", "{").await.status, 400);
+    let url = format!("http://{}/metrics", running.admin_addr.unwrap());
+    let page = tokio::task::spawn_blocking(move || get(&url))
+        .await
+        .unwrap();
+    let exported = metric_names(&page);
+    let alerts = std::fs::read_to_string("deploy/prometheus/alerts.yml").unwrap();
+    let dashboard = std::fs::read_to_string("deploy/grafana/tollgate.json").unwrap();
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    let used = metric_names(&(alerts + &dashboard));
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used.difference(&exported).collect();
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
+    running.stop().await.unwrap();
+}

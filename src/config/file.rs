@@ -13,6 +13,9 @@ pub struct ConfigFile {
     /// resolve against the directory of the config file.
     pub data_dir: String,
     pub listen: ListenFile,
+    /// Who may use the admin listener (`listen.admin`).
+    #[serde(default)]
+    pub admin: AdminFile,
     pub tls: TlsFile,
     #[serde(default)]
     pub limits: LimitsFile,
@@ -310,6 +313,22 @@ pub struct ListenFile {
     /// Every public connection must start with a PROXY protocol v2 header (read before TLS); restart only.
     #[serde(default)]
     pub public_proxy_protocol: bool,
+}
+
+/// `[admin]`: access to the admin listener. On loopback everything is optional; a non-loopback
+/// `listen.admin` needs both a non-empty `allow` and a token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFile {
+    /// Source networks (CIDRs or addresses) that may connect; others are closed on accept. Empty: anyone
+    /// who can reach the address (only allowed on loopback).
+    pub allow: Vec<String>,
+    /// Bearer token every admin route but `/healthz` and `/readyz` requires: from a file or an environment
+    /// variable (never in this file), at most one. At least 32 characters of a bearer token.
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    /// Host names accepted in the `Host` header besides IP literals and `localhost` (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! app holds in one `ArcSwap`. Validation reports every mistake at once, each with its path
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
+mod admin;
 mod file;
 mod guard;
 mod routes;
@@ -39,6 +40,10 @@ pub struct Snapshot {
     /// Where spool, keys, dead letters and file-sink output live by default.
     pub data_dir: PathBuf,
     pub listen: Listen,
+    /// SHA-256 (hex) of the config file this snapshot was built from; `None` when built in memory.
+    pub source_sha256: Option<String>,
+    /// `[admin]`: who may use the admin listener (allow list, token, host names); reloadable.
+    pub admin: crate::guard::admin::AdminAccess,
     /// Certificates (default and by SNI) and the rustls config choosing among them per handshake.
     pub tls: crate::tls::Tls,
     /// Where the generated development CA certificate is, when `dev_self_signed` made one.
@@ -197,7 +202,18 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
     } else {
         base
     };
-    validate(file, &base, mode)
+    let mut snap = validate(file, &base, mode)?;
+    snap.source_sha256 = Some(sha256_hex(text.as_bytes()));
+    Ok(snap)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> String {

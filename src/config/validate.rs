@@ -35,6 +35,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
         }
     }
     let listen = listen(&file, &mut errs);
+    let admin = super::admin::admin(&file, base, &mut errs);
     let limits = limits(&file.limits, &mut errs);
     let timeouts = timeouts(&file.timeouts, &mut errs);
     let sinks = super::sinks::sinks(&file.sinks, base, &data_dir, &mut errs);
@@ -70,6 +71,8 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
         ) if errs.0.is_empty() => Ok(Snapshot {
             data_dir,
             listen,
+            source_sha256: None,
+            admin,
             tls,
             dev_ca,
             limits,
@@ -114,14 +117,6 @@ fn listen(file: &ConfigFile, errs: &mut Errors) -> Option<Listen> {
         .admin
         .as_deref()
         .map(|t| addr("listen.admin", t, errs));
-    if let Some(Some(a)) = admin {
-        if !a.ip().is_loopback() {
-            errs.push(
-                "listen.admin",
-                "the admin listener must bind a loopback address",
-            );
-        }
-    }
     // outer None = a parse error was recorded; Some(None) = listener not configured
     Some(Listen {
         public: public?,

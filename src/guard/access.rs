@@ -71,7 +71,12 @@ impl ServerAccess {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; SHA256_OUTPUT_LEN] {
+/// Whether `presented` hashes to `digest`, compared in constant time (see [`CT_EQ`]).
+pub(crate) fn digest_matches(presented: &[u8], digest: &[u8; SHA256_OUTPUT_LEN]) -> bool {
+    CT_EQ(&sha256(presented), digest).is_ok()
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; SHA256_OUTPUT_LEN] {
     let mut out = [0u8; SHA256_OUTPUT_LEN];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out
@@ -138,7 +143,8 @@ pub fn caller(headers: &HeaderMap, ip: IpAddr) -> Result<Caller, Reject> {
     Ok(Caller::Server { bearer, ip })
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, Reject> {
+/// The bearer token of `Authorization`, if any; a malformed or repeated header is refused.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<String>, Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);

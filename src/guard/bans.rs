@@ -235,6 +235,11 @@ impl BanTable {
         (active, entries.len())
     }
 
+    /// Bans in force at `now`.
+    pub fn active(&self, now: Instant) -> usize {
+        self.lock().values().filter(|e| e.until > now).count()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use super::anomaly::Family;
 use super::bans::{BanOutcome, BanPolicy, BanReason, BanTable};
 use super::behaviour::{Behaviour, BehaviourPolicy, Observation, Signal};
-use super::ratelimit::AddrKey;
+use super::ratelimit::{AddrKey, Which};
 use crate::reject::Reject;
 
 /// `[guard.behaviour]` with its mode.
@@ -69,6 +70,21 @@ impl GuardMetrics {
             "Signals of addresses not tracked because the behaviour table was full.",
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        // Every (guard, family, mode) exported at 0 from the start: a rate is defined before the first refusal.
+        let mut families: Vec<(&str, &str)> = Vec::new();
+        families.extend(Family::ALL.iter().map(|f| ("anomaly", f.label())));
+        families.extend(Which::ALL.iter().map(|w| ("ratelimit", w.label())));
+        for r in BanReason::ALL {
+            families.push(("ban", r.label()));
+            if r != BanReason::Anomaly {
+                families.push(("behaviour", r.label()));
+            }
+        }
+        for (guard, family) in families {
+            for mode in ["enforce", "detect"] {
+                decisions.with_label_values(&[guard, family, mode]);
+            }
+        }
         registry.register(Box::new(bans.clone()))?;
         registry.register(Box::new(bans_active.clone()))?;
         registry.register(Box::new(bans_evicted.clone()))?;

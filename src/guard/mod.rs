@@ -5,6 +5,7 @@
 //! anomaly blocks become bans in `jail`.
 
 pub mod access;
+pub mod admin;
 pub mod anomaly;
 pub mod bans;
 pub mod behaviour;

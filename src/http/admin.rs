@@ -1,8 +1,13 @@
-//! The admin listener (loopback only): `GET /metrics` in Prometheus text format, `GET /healthz`,
+//! The admin listener: `GET /healthz` (the process answers), `GET /readyz` ([`readiness`]: 200, or 503 with
+//! every reason), `GET /admin/status` ([`super::status`]), `GET /metrics` in Prometheus text format,
 //! `POST /admin/reload` (validate the config file and swap it in, or keep the running one and say why),
 //! `GET /admin/bans` (the bans in force: address or IPv6 /64, seconds left, strikes, reason, log subject) and
 //! `DELETE /admin/bans/{address}` (lift one ban and forget its strikes; any address of a banned /64 lifts it;
 //! logged by subject).
+//!
+//! Before any route, [`guard::admin::host`] checks `Host` (421 otherwise, DNS rebinding); every route but
+//! `/healthz` and `/readyz` then needs the bearer token when `[admin]` configures one
+//! ([`guard::admin::token`], 401 otherwise). The source allow list was checked on accept (`listener`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,11 +20,45 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::{json, Resp};
 use crate::app::Ctx;
+use crate::guard::{self, admin::AdminRefusal};
+use crate::readiness;
 use crate::reject::Reject;
 
+/// Paths answered without the token: what a load balancer or orchestrator probes.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
 pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infallible> {
-    let res = match (req.uri().path(), req.method()) {
+    let allowed = {
+        let snap = ctx.config.load();
+        guard::admin::host(req.headers(), &snap.admin).and_then(|()| {
+            match PROBES.contains(&req.uri().path()) {
+                true => Ok(()),
+                false => guard::admin::token(req.headers(), &snap.admin),
+            }
+        })
+    };
+    if let Err(refusal) = allowed {
+        ctx.metrics.admin_refused[refusal as usize].inc();
+        return Ok(refused(refusal));
+    }
+    Ok(route(req, ctx).await)
+}
+
+fn refused(r: AdminRefusal) -> Resp {
+    let mut res = json(r.status(), r.body());
+    if r == AdminRefusal::Unauthorized {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res
+}
+
+async fn route(req: Request<Incoming>, ctx: Arc<Ctx>) -> Resp {
+    match (req.uri().path(), req.method()) {
         ("/metrics", &Method::GET) => {
+            // Readiness as a gauge, computed as /readyz computes it, at each scrape.
+            let ready = readiness::check(&readiness::inputs(&ctx)).is_empty();
+            ctx.metrics.ready.set(i64::from(ready));
             let mut res = Response::new(Full::new(Bytes::from(crate::metrics::render(
                 &ctx.registry,
             ))));
@@ -30,6 +69,8 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
             res
         }
         ("/healthz", &Method::GET) => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        ("/readyz", &Method::GET) => ready(&ctx),
+        ("/admin/status", &Method::GET) => json_value(StatusCode::OK, &super::status::status(&ctx)),
         ("/admin/reload", &Method::POST) => reload(ctx).await,
         ("/admin/reload", _) => Reject::MethodNotAllowed { allow: "POST" }.into_response(),
         ("/admin/bans", &Method::GET) => bans(&ctx),
@@ -38,10 +79,20 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Resp, Infal
             Method::DELETE => lift(&ctx, &path["/admin/bans/".len()..]),
             _ => Reject::MethodNotAllowed { allow: "DELETE" }.into_response(),
         },
-        ("/metrics" | "/healthz", _) => Reject::MethodNotAllowed { allow: "GET" }.into_response(),
+        ("/metrics" | "/healthz" | "/readyz" | "/admin/status", _) => {
+            Reject::MethodNotAllowed { allow: "GET" }.into_response()
+        }
         _ => Reject::NotFound.into_response(),
+    }
+}
+
+fn ready(ctx: &Ctx) -> Resp {
+    let reasons = readiness::check(&readiness::inputs(ctx));
+    let status = match reasons.is_empty() {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
     };
-    Ok(res)
+    json_value(status, &readiness::body(&reasons))
 }
 
 fn bans(ctx: &Ctx) -> Resp {

@@ -1,6 +1,6 @@
 //! http: what happens between a connection and a route. `public` serves the TLS listener (HTTP/1.1 and
 //! HTTP/2, HSTS on every response), `redirect` the plain listener (GET/HEAD → 308, nothing else accepted),
-//! `admin` the loopback listener (`/metrics`, `/healthz`). `body` reads request bodies within their bounds;
+//! `admin` the admin listener (`/healthz`, `/readyz`, `/admin/status` from `status`, `/metrics`, reload, bans). `body` reads request bodies within their bounds;
 //! `idle` closes connections on which nothing moves, `activity` those on which bytes move but no request
 //! comes (a silent client after TLS, an HTTP/2 connection kept open with PINGs).
 
@@ -14,6 +14,7 @@ pub mod pixel;
 pub mod public;
 pub mod redirect;
 pub mod script;
+pub mod status;
 
 use bytes::Bytes;
 use http_body_util::Full;

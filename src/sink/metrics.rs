@@ -92,6 +92,20 @@ impl SinkMetrics {
         })
     }
 
+    /// What readiness and `/admin/status` read of one sink (changes nothing).
+    pub fn view(&self, name: &str) -> SinkView {
+        let circuit = match self.circuit.with_label_values(&[name]).get() {
+            0 => Circuit::Closed,
+            1 => Circuit::Open,
+            _ => Circuit::HalfOpen,
+        };
+        SinkView {
+            circuit,
+            lag_seconds: self.lag_seconds.with_label_values(&[name]).get(),
+            lag_events: self.lag_events.with_label_values(&[name]).get(),
+        }
+    }
+
     /// The metrics of one sink, every label resolved (and exported at 0) now.
     pub fn for_sink(&self, name: &str) -> OneSink {
         let one = OneSink {
@@ -108,6 +122,24 @@ impl SinkMetrics {
         };
         one.circuit(Circuit::Closed);
         one
+    }
+}
+
+/// One sink's circuit and lag as last published by its delivery task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkView {
+    pub circuit: Circuit,
+    pub lag_seconds: i64,
+    pub lag_events: i64,
+}
+
+impl Circuit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open => "open",
+            Circuit::HalfOpen => "half_open",
+        }
     }
 }
 

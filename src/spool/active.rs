@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::cipher::{SegmentCipher, TAG_LEN};
+use super::health::{Fault, WriterState};
 use super::segment::{self, SegmentHeader};
 use super::shared::{Position, Shared};
 use super::space::Space;
@@ -89,6 +90,7 @@ impl ActiveLog {
     /// commits may it seal an expired active segment (`may_rotate`): inside one, frames are being framed
     /// for the active segment.
     pub(crate) fn maintain(&mut self, may_rotate: bool) {
+        let total = self.space.total();
         if let Some(max_age) = self.limits.max_age {
             let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
             let cutoff = self.clock.now_ms().saturating_sub(age);
@@ -100,6 +102,9 @@ impl ActiveLog {
             self.space.expire(&self.shared, cutoff);
         }
         self.space.reclaim(&self.shared);
+        if self.space.total() < total {
+            self.shared.health.set_full(false);
+        }
         self.space.publish_bytes(&self.shared.metrics);
     }
 
@@ -116,6 +121,7 @@ impl ActiveLog {
         let mut buf = Vec::new();
         let mut waiters = Vec::with_capacity(batch.len());
         let mut records = 0;
+        let mut refused = false;
         let mut queue = batch.into_iter();
         while result.is_ok() {
             let Some(p) = queue.next() else { break };
@@ -126,6 +132,8 @@ impl ActiveLog {
             let header = if rotates { segment::DATA_START } else { 0 };
             if !self.fits(buf.len() as u64 + size + header) {
                 self.shared.metrics.full.inc();
+                self.shared.health.set_full(true);
+                refused = true;
                 let _ = p.reply.send(Err(SpoolError::Full));
                 continue;
             }
@@ -140,6 +148,10 @@ impl ActiveLog {
         }
         match result.and_then(|()| self.flush(&mut buf)) {
             Ok(()) => {
+                self.shared.health.set_writer(WriterState::Ok);
+                if !refused {
+                    self.shared.health.set_full(false);
+                }
                 self.shared.metrics.records.inc_by(records);
                 for p in waiters {
                     let _ = p.reply.send(Ok(()));
@@ -147,6 +159,8 @@ impl ActiveLog {
             }
             Err(e) => {
                 tracing::error!(error = %e, segment = self.seg_no, "spool: commit failed");
+                // After `fail` this stays `Stopped`.
+                self.shared.health.set_writer(WriterState::Failing);
                 for p in waiters.into_iter().chain(queue) {
                     let _ = p
                         .reply
@@ -203,7 +217,12 @@ impl ActiveLog {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        if let Err(e) = self.file.write_all(buf) {
+        let injected = || io::Error::other("injected failure");
+        let written = match self.shared.fault(Fault::Write) {
+            true => Err(injected()),
+            false => self.file.write_all(buf),
+        };
+        if let Err(e) = written {
             if let Err(rollback) = self.file.set_len(self.space.active_len()) {
                 self.fail(&rollback);
             }
@@ -214,7 +233,11 @@ impl ActiveLog {
         if let Some(gate) = &self.gate {
             gate.hold();
         }
-        if let Err(e) = self.file.sync_data() {
+        let synced = match self.shared.fault(Fault::Sync) {
+            true => Err(injected()),
+            false => self.file.sync_data(),
+        };
+        if let Err(e) = synced {
             self.fail(&e);
             return Err(e);
         }
@@ -255,6 +278,7 @@ impl ActiveLog {
 
     fn fail(&mut self, e: &io::Error) {
         tracing::error!(error = %e, "spool: writer stopped, restart to recover");
+        self.shared.health.set_writer(WriterState::Stopped);
         self.failed = Some(Failure {
             kind: e.kind(),
             message: e.to_string(),

@@ -23,6 +23,7 @@ mod active;
 mod cipher;
 mod cursor;
 mod fsutil;
+mod health;
 mod inspect;
 mod metrics;
 mod reader;
@@ -50,6 +51,7 @@ use crate::event::MinimizedEvent;
 
 pub use cipher::{SpoolKey, SpoolKeys};
 pub use cursor::valid_name as valid_consumer_name;
+pub use health::{Fault, Faults, SpoolHealth, WriterState};
 pub use inspect::{read_all, status, verify, ConsumerStatus, SpoolStatus, VerifyReport};
 pub use metrics::SpoolMetrics;
 pub use reader::{Batch, Reader};
@@ -187,6 +189,31 @@ impl Spool {
         clock: Arc<dyn Clock>,
         metrics: Arc<SpoolMetrics>,
     ) -> Result<(Spool, SpoolWriter, Recovery), SpoolError> {
+        Self::open_inner(cfg, keys, clock, metrics, None)
+    }
+
+    /// [`Spool::open`] with a fault-injection seam: tests make the writer's next `write` or `fsync` fail
+    /// through the returned [`Faults`]. Never used by the gateway itself.
+    #[doc(hidden)]
+    pub fn open_with_faults(
+        cfg: SpoolConfig,
+        keys: Option<SpoolKeys>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<SpoolMetrics>,
+    ) -> Result<(Spool, SpoolWriter, Recovery, Arc<Faults>), SpoolError> {
+        let faults = Arc::new(Faults::default());
+        let (spool, writer, recovery) =
+            Self::open_inner(cfg, keys, clock, metrics, Some(faults.clone()))?;
+        Ok((spool, writer, recovery, faults))
+    }
+
+    fn open_inner(
+        cfg: SpoolConfig,
+        keys: Option<SpoolKeys>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<SpoolMetrics>,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<(Spool, SpoolWriter, Recovery), SpoolError> {
         if cfg.queue_depth == 0 {
             return Err(SpoolError::InvalidConfig(
                 "queue_depth must be at least 1".into(),
@@ -227,6 +254,8 @@ impl Spool {
                     .map(|(n, s)| (*n, s.records))
                     .collect(),
             ),
+            health: health::Health::default(),
+            faults,
         });
         let limits = writer::Limits {
             segment_bytes: cfg.segment_bytes,
@@ -322,6 +351,11 @@ impl Spool {
     /// Key ids of the segments on disk now (a reload must not drop a key these still need).
     pub fn key_ids_in_use(&self) -> Result<Vec<String>, SpoolError> {
         inspect::key_ids(&self.shared.dir)
+    }
+
+    /// Whether the writer is committing and whether appends are refused for space (see `health`).
+    pub fn health(&self) -> SpoolHealth {
+        self.shared.health.get()
     }
 
     /// The end of fsynced data.

@@ -39,9 +39,18 @@ pub(crate) struct Shared {
     pub closed: std::sync::atomic::AtomicBool,
     /// Records per live segment (synced ones only), for consumer lag.
     pub seg_records: Mutex<BTreeMap<u64, u64>>,
+    /// Writer state and fullness, for readiness.
+    pub health: super::health::Health,
+    /// Injected I/O failures; `None` except for a spool opened with `Spool::open_with_faults`.
+    pub faults: Option<Arc<super::health::Faults>>,
 }
 
 impl Shared {
+    /// Whether an injected failure hits this call.
+    pub(crate) fn fault(&self, fault: super::health::Fault) -> bool {
+        self.faults.as_ref().is_some_and(|f| f.take(fault))
+    }
+
     pub(crate) fn set_seg_records(&self, seg: u64, records: Option<u64>) {
         let mut m = self.seg_records.lock().expect("segment table lock");
         match records {

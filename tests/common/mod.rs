@@ -108,6 +108,18 @@ file = "demo.key"
         app.start().await.unwrap()
     }
 
+    /// Boots the server in-process like [`Fixture::start`], with the spool's fault-injection seam.
+    pub async fn start_with_faults(&self) -> (Running, Arc<tollgate::spool::Faults>) {
+        let snap = config::load(&self.config_path(), LoadMode::Run).expect("valid test config");
+        let (app, faults) = App::with_spool_faults(
+            snap,
+            Arc::new(FixedClock::new(NOW_MS)),
+            Some(self.config_path()),
+        )
+        .unwrap();
+        (app.start().await.unwrap(), faults)
+    }
+
     /// A raw TLS 1.3 stream speaking HTTP/1.1 by hand, for tests that need byte-level control.
     pub async fn raw_tls(
         &self,
