@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::{Audit, Event};
 use crate::clock::Clock;
 use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
@@ -19,6 +20,7 @@ use crate::guard::jail::{GuardMetrics, Jail};
 use crate::guard::ratelimit::{self, RateLimitService};
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
+use crate::reload::{self, Generation, Trigger};
 use crate::sink::build;
 use crate::sink::deadletter::DeadLetters;
 use crate::sink::deliver::Delivery;
@@ -42,6 +44,11 @@ pub struct Ctx {
     pub conns: AddrSlots,
     /// Bans and behaviour windows: outlive reloads (policies are in the snapshot).
     pub jail: Jail,
+    /// The hash-chained audit log (`[audit]`); shared with the jail and the sinks.
+    pub audit: Arc<Audit>,
+    /// Held across read + validate + store: reloads happen one at a time, so an older file can never be
+    /// stored after a newer one.
+    reloading: Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +65,49 @@ pub enum ReloadError {
     Spool(String),
 }
 
+impl ReloadError {
+    /// A closed label for logs and the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReloadError::NoFile => "no_file",
+            ReloadError::Invalid(_) => "invalid",
+            ReloadError::RequiresRestart(_) => "requires_restart",
+            ReloadError::SpoolKeyInUse(_) => "spool_key_in_use",
+            ReloadError::Spool(_) => "spool",
+        }
+    }
+
+    /// What the error names — config paths, settings, key ids — without its text (which may quote a value).
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            ReloadError::Invalid(e) => e.0.iter().map(|e| e.path.clone()).collect(),
+            ReloadError::RequiresRestart(names) => names.iter().map(|n| n.to_string()).collect(),
+            ReloadError::SpoolKeyInUse(ids) => ids.clone(),
+            ReloadError::NoFile | ReloadError::Spool(_) => Vec::new(),
+        }
+    }
+}
+
 impl Ctx {
-    /// Re-reads the config file, validates all of it into a new snapshot and swaps it in with one store.
-    /// A failed reload leaves the running snapshot serving. Listen addresses, the spool settings and
-    /// `limits.max_connections` are fixed at start: a change to them is refused with their names.
-    /// Blocking (reads files): call from `spawn_blocking`.
+    /// Reloads as `POST /admin/reload` does; see [`Ctx::reload_from`].
     pub fn reload(&self) -> Result<(), ReloadError> {
-        let result = self.try_reload();
+        self.reload_from(Trigger::Admin).map(|_| ())
+    }
+
+    /// Re-reads the config file, validates all of it into a new snapshot and swaps it in with one store, as
+    /// generation `old + 1` carrying the SHA-256 of the bytes it was built from. One reload at a time: a
+    /// second caller waits, so the file read last is the one stored last. A failed reload leaves the running
+    /// snapshot serving; either way the outcome is logged (with `trigger`), counted in
+    /// `tollgate_config_reloads_total{outcome}` and written to the audit log. Listen addresses, the spool
+    /// settings, sinks, `[audit]`, `[log]` and `limits.max_connections` are fixed at start: a change to them
+    /// is refused with their names. Blocking (reads files): call from `spawn_blocking`.
+    pub fn reload_from(&self, trigger: Trigger) -> Result<Generation, ReloadError> {
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = self.config.load_full();
+        let result = self.try_reload(&old);
         let outcome = if result.is_ok() {
             "applied"
         } else {
@@ -75,16 +118,39 @@ impl Ctx {
             .with_label_values(&[outcome])
             .inc();
         match &result {
-            Ok(()) => tracing::info!("config reloaded"),
-            Err(e) => tracing::warn!(error = %e, "config reload rejected"),
+            Ok(new) => {
+                self.metrics.config_applied(new.number, self.clock.now_ms());
+                tracing::info!(trigger = trigger.label(), generation = new.number, sha256 = %new.sha256,
+                    old_sha256 = %old.source.sha256, "config reloaded");
+                self.audit.record(Event::Reload {
+                    trigger,
+                    old_sha256: &old.source.sha256,
+                    new_sha256: &new.sha256,
+                    generation: new.number,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(trigger = trigger.label(), generation = old.generation, error = %e,
+                    "config reload rejected");
+                self.audit.record(Event::ReloadRejected {
+                    trigger,
+                    reason: e.reason(),
+                    fields: e.fields(),
+                });
+            }
         }
         result
     }
 
-    fn try_reload(&self) -> Result<(), ReloadError> {
+    /// The generation number and config SHA-256 (hex) of the snapshot serving now.
+    pub fn generation(&self) -> (u64, String) {
+        let snap = self.config.load();
+        (snap.generation, snap.source.sha256.clone())
+    }
+
+    fn try_reload(&self, old: &Snapshot) -> Result<Generation, ReloadError> {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
-        let new = config::load(path, LoadMode::Run).map_err(ReloadError::Invalid)?;
-        let old = self.config.load();
+        let mut new = config::load(path, LoadMode::Run).map_err(ReloadError::Invalid)?;
         let mut fixed = Vec::new();
         if old.listen != new.listen {
             fixed.push("listen");
@@ -97,6 +163,12 @@ impl Ctx {
         }
         if old.limits.max_connections != new.limits.max_connections {
             fixed.push("limits.max_connections");
+        }
+        if old.operator.audit != new.operator.audit {
+            fixed.push("audit");
+        }
+        if old.operator.log != new.operator.log {
+            fixed.push("log");
         }
         if !fixed.is_empty() {
             return Err(ReloadError::RequiresRestart(fixed));
@@ -114,8 +186,13 @@ impl Ctx {
         }
         self.spool.set_keys(new.spool_keys.clone());
         self.ratelimit.reconfigure(new.ratelimit.clone());
+        new.generation = old.generation + 1;
+        let applied = Generation {
+            number: new.generation,
+            sha256: new.source.sha256.clone(),
+        };
         self.config.store(Arc::new(new));
-        Ok(())
+        Ok(applied)
     }
 }
 
@@ -129,6 +206,8 @@ pub enum AppError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Sink(#[from] build::BuildError),
+    #[error("audit log {0}: {1}")]
+    Audit(PathBuf, std::io::Error),
 }
 
 pub struct App {
@@ -150,7 +229,7 @@ pub struct Running {
 impl App {
     /// Opens (and recovers) the spool and registers metrics. Nothing listens yet.
     pub fn new(
-        snapshot: Snapshot,
+        mut snapshot: Snapshot,
         clock: Arc<dyn Clock>,
         config_path: Option<PathBuf>,
     ) -> Result<(App, Recovery), AppError> {
@@ -163,6 +242,16 @@ impl App {
             metrics.spool.clone(),
         )?;
         let ratelimit = RateLimitService::new(snapshot.ratelimit.clone(), QuantaClock::default());
+        let audit = Arc::new(match &snapshot.operator.audit {
+            Some(path) => {
+                Audit::open(path, clock.clone()).map_err(|e| AppError::Audit(path.clone(), e))?
+            }
+            None => Audit::off(clock.clone()),
+        });
+        snapshot.generation = 1;
+        metrics.config_applied(1, clock.now_ms());
+        tracing::info!(trigger = Trigger::Startup.label(), generation = 1, sha256 = %snapshot.source.sha256,
+            "config loaded");
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
         let ctx = Arc::new(Ctx {
             config,
@@ -174,7 +263,9 @@ impl App {
             config_path,
             ratelimit,
             conns: AddrSlots::default(),
-            jail: Jail::new(GuardMetrics::register(&registry)?),
+            jail: Jail::new(GuardMetrics::register(&registry)?).with_audit(audit.clone()),
+            audit,
+            reloading: Mutex::new(()),
         });
         Ok((App { ctx, writer }, recovery))
     }
@@ -225,6 +316,10 @@ impl App {
             self.ctx.clone(),
             stop_rx.clone(),
         )));
+        loops.push(tokio::spawn(reload::watch::run(
+            self.ctx.clone(),
+            stop_rx.clone(),
+        )));
         let mut spawn = |tcp, kind, permits: usize| {
             loops.push(tokio::spawn(listener::accept_loop(
                 tcp,
@@ -253,6 +348,11 @@ impl App {
             admin_addr = tcp.local_addr().ok();
             spawn(tcp, Kind::Admin, 64);
         }
+        let (generation, sha256) = self.ctx.generation();
+        self.ctx.audit.record(Event::Startup {
+            generation,
+            config_sha256: &sha256,
+        });
         Ok(Running {
             public_addr,
             redirect_addr,
@@ -284,7 +384,9 @@ impl Running {
                 "shutdown grace elapsed with connections still open; closing them"
             );
         }
-        self.writer.close().await
+        let closed = self.writer.close().await;
+        self.ctx.audit.record(Event::Shutdown);
+        closed
     }
 
     /// Requests shutdown and waits for it to complete.

@@ -37,11 +37,14 @@
 //!
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
 //! metric label ([`metrics`]). [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
-//! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
+//! holds in an `ArcSwap` and hands to every stage; [`reload`] swaps in a new snapshot on `SIGHUP`, `POST
+//! /admin/reload` or a changed file, one at a time and numbered; [`audit`] keeps a hash-chained log of every
+//! state change (start, stop, reloads, bans, sinks); [`clock`] is injected so tests control time.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod event;
@@ -49,8 +52,10 @@ pub mod guard;
 pub mod http;
 pub mod keys;
 pub mod listener;
+pub mod logs;
 pub mod metrics;
 pub mod reject;
+pub mod reload;
 pub mod sink;
 pub mod spool;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! The `tollgate` command: `run`, `check`, `spool dump`.
+//! The `tollgate` command: `run`, `check`, `spool dump`, `audit verify`, ...
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +55,17 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log; name the first line that breaks it. Exit 0 if intact, 1 if not.
+    Verify { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -97,20 +108,18 @@ enum SpoolCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // rustls warns once per handshake about clients sending an IP as SNI: a client-controlled log line.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rustls=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    tollgate::logs::init(match &cli.command {
+        Command::Run { config } => config::log_format(config),
+        _ => config::LogFormat::Human,
+    });
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(&config),
         Command::Spool { command } => return spool_command(command),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => return audit_verify(&file),
         Command::Deadletter {
             command: DeadletterCommand::Replay { config, sink },
         } => spool_cli::replay(&config, &sink),
@@ -138,6 +147,31 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(errors) => {
             println!("{errors}");
             println!("{}: {} error(s)", path.display(), errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(path: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            eprintln!("tollgate: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match tollgate::audit::chain::verify(&text) {
+        Ok(lines) => {
+            println!("{}: ok, {lines} line(s), chain intact", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(b) => {
+            println!(
+                "{}: line {}: {}",
+                path.display(),
+                b.line,
+                b.fault.describe()
+            );
             ExitCode::FAILURE
         }
     }
@@ -215,7 +249,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let ctx = ctx.clone();
-                let _ = tokio::task::spawn_blocking(move || ctx.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    ctx.reload_from(tollgate::reload::Trigger::Signal)
+                })
+                .await;
             }
         });
         let stopper = running.stopper();

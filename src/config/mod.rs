@@ -4,9 +4,11 @@
 
 mod file;
 mod guard;
+mod operator;
 mod routes;
 mod sink_parts;
 mod sinks;
+mod sources;
 mod spool_keys;
 mod tenants;
 mod validate;
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::ConfigFile;
+pub use operator::{log_format, LogFormat, Operator, ReloadSettings};
+pub use sources::{sha256_hex, Source};
 pub use validate::validate;
 
 use crate::event::minimize::geo::Geo;
@@ -65,6 +69,12 @@ pub struct Snapshot {
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,
+    /// `[reload]`, `[audit]`, `[log]`.
+    pub operator: Operator,
+    /// Counts applied snapshots from 1 (set by the app when it applies this one; 0 before).
+    pub generation: u64,
+    /// The config file's hash and every file it names; set by [`load`], empty for [`validate`] alone.
+    pub source: Source,
 }
 
 impl fmt::Debug for Snapshot {
@@ -176,10 +186,16 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
             message,
         }])
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         one(
             &path.display().to_string(),
             format!("cannot read config: {e}"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        one(
+            &path.display().to_string(),
+            "cannot read config: not UTF-8".into(),
         )
     })?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
@@ -195,7 +211,14 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
     } else {
         base
     };
-    validate(file, &base, mode)
+    let mut files = vec![path.to_path_buf()];
+    files.extend(sources::referenced(&file, &base));
+    let mut snapshot = validate(file, &base, mode)?;
+    snapshot.source = Source {
+        sha256: sha256_hex(text.as_bytes()),
+        files,
+    };
+    Ok(snapshot)
 }
 
 fn line_of(text: &str, offset: usize) -> String {
