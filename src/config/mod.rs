@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use file::ConfigFile;
 pub use operator::{log_format, LogFormat, Operator, ReloadSettings};
-pub use sources::{sha256_hex, Source};
+pub use sources::{fingerprint, sha256_hex, stat, Fingerprint, Source, Stamp};
 pub use validate::validate;
 
 use crate::event::minimize::geo::Geo;
@@ -186,6 +186,8 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
             message,
         }])
     };
+    // Stamped before reading: a change after this point shows to the reload watcher.
+    let before = stat(&[path.to_path_buf()]);
     let bytes = std::fs::read(path).map_err(|e| {
         one(
             &path.display().to_string(),
@@ -213,9 +215,13 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
     };
     let mut files = vec![path.to_path_buf()];
     files.extend(sources::referenced(&file, &base));
+    let mut stamps = before;
+    stamps.extend(stat(&files[1..]));
     let mut snapshot = validate(file, &base, mode)?;
+    let sha256 = sha256_hex(text.as_bytes());
     snapshot.source = Source {
-        sha256: sha256_hex(text.as_bytes()),
+        stamps: sources::with_hash(stamps, &sha256),
+        sha256,
         files,
     };
     Ok(snapshot)

@@ -3,6 +3,7 @@
 //! database, sink CA / client certificates / password and token files). The reload watcher polls these paths;
 //! the hash identifies the snapshot in logs, the audit log and `Ctx::generation`.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{digest, SHA256};
@@ -16,6 +17,61 @@ pub struct Source {
     pub sha256: String,
     /// The config file first, then every file it names (resolved against its directory), without repeats.
     pub files: Vec<PathBuf>,
+    /// `files` as they were just before the config was read (the config file's hash: of the bytes read);
+    /// the reload watcher's baseline.
+    pub stamps: Fingerprint,
+}
+
+/// One file's state as the reload watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    Missing,
+    File {
+        len: u64,
+        mtime_ns: i128,
+        ino: u64,
+        dev: u64,
+        /// Only for the config file.
+        sha256: Option<String>,
+    },
+}
+
+/// The state of every watched file, in order.
+pub type Fingerprint = Vec<Stamp>;
+
+/// Stats every file in `files` (symlinks followed: a swapped symlink shows as another inode). Never reads
+/// one. Blocking.
+pub fn stat(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|path| match std::fs::metadata(path) {
+            Err(_) => Stamp::Missing,
+            Ok(m) => Stamp::File {
+                len: m.len(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                ino: m.ino(),
+                dev: m.dev(),
+                sha256: None,
+            },
+        })
+        .collect()
+}
+
+/// [`stat`], plus the SHA-256 of the first file's bytes (the config file). Blocking.
+pub fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    let mut stamps = stat(files);
+    if let (Some(path), Some(Stamp::File { sha256, .. })) = (files.first(), stamps.first_mut()) {
+        *sha256 = std::fs::read(path).ok().map(|b| sha256_hex(&b));
+    }
+    stamps
+}
+
+/// Sets the config file's hash in stamps taken by [`stat`].
+pub(super) fn with_hash(mut stamps: Fingerprint, hash: &str) -> Fingerprint {
+    if let Some(Stamp::File { sha256, .. }) = stamps.first_mut() {
+        *sha256 = Some(hash.to_owned());
+    }
+    stamps
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

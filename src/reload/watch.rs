@@ -7,9 +7,10 @@
 //! Each `[reload] poll_ms` the watcher takes a [`Fingerprint`]: size, mtime and inode (of the target, symlinks
 //! followed) of every file, plus the SHA-256 of the config file itself (an edit within the same second and
 //! size still shows); [`Debounce`] turns a run of fingerprints into at most one reload per finished change.
-//! Reloads made by a signal or the admin endpoint move the baseline, so they are not repeated.
+//! The baseline is the fingerprint the serving snapshot was stamped with as it was loaded
+//! ([`crate::config::Source`]), so reloads made by a signal or the admin endpoint are not repeated and a
+//! change made while one ran is not missed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,44 +19,7 @@ use tokio::sync::watch;
 use super::debounce::Debounce;
 use super::Trigger;
 use crate::app::Ctx;
-use crate::config::sha256_hex;
-
-/// One file's state as the watcher sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stamp {
-    Missing,
-    File {
-        len: u64,
-        mtime_ns: i128,
-        ino: u64,
-        dev: u64,
-        /// Only for the config file.
-        sha256: Option<String>,
-    },
-}
-
-/// The state of every watched file, in order.
-pub type Fingerprint = Vec<Stamp>;
-
-/// Stats every file in `files` (symlinks followed) and hashes the first (the config file). Blocking.
-pub fn fingerprint(files: &[PathBuf]) -> Fingerprint {
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, path)| match std::fs::metadata(path) {
-            Err(_) => Stamp::Missing,
-            Ok(m) => Stamp::File {
-                len: m.len(),
-                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                ino: m.ino(),
-                dev: m.dev(),
-                sha256: (i == 0)
-                    .then(|| std::fs::read(path).ok().map(|b| sha256_hex(&b)))
-                    .flatten(),
-            },
-        })
-        .collect()
-}
+use crate::config::{fingerprint, Fingerprint};
 
 async fn take(files: Vec<PathBuf>) -> Fingerprint {
     tokio::task::spawn_blocking(move || fingerprint(&files))
@@ -63,39 +27,48 @@ async fn take(files: Vec<PathBuf>) -> Fingerprint {
         .unwrap_or_default()
 }
 
-/// Polls until `stop`; does nothing for a snapshot built in memory. `[reload]` is read again on every tick,
-/// so a reload can turn watching on or off and change its pace.
+/// Polls until `stop`. `[reload]` is read again on every tick, so a reload can turn watching on or off and
+/// change its pace; while it is off (or the snapshot was built in memory) no file is touched.
 pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let snap = ctx.config.load_full();
-    if snap.source.files.is_empty() {
-        return;
-    }
-    let mut seen_generation = snap.generation;
-    let mut debounce = Debounce::new(
-        take(snap.source.files.clone()).await,
-        snap.operator.reload.debounce,
-    );
+    // The generation the baseline belongs to, and the debounce state; `None` while not watching.
+    let mut state: Option<(u64, Debounce<Fingerprint>)> = None;
     loop {
-        let settings = ctx.config.load().operator.reload.clone();
+        let snap = ctx.config.load_full();
+        let settings = &snap.operator.reload;
+        if !settings.watch || snap.source.files.is_empty() {
+            state = None;
+        } else {
+            let seen = take(snap.source.files.clone()).await;
+            let now = tokio::time::Instant::now().into_std();
+            match &mut state {
+                // The baseline is what the serving snapshot was built from (stamped as it was loaded), so a
+                // change made before the watcher first looks, or during a reload by a signal or the admin
+                // endpoint, is still seen.
+                None => {
+                    let mut d = Debounce::new(snap.source.stamps.clone(), settings.debounce);
+                    d.observe(seen, now);
+                    state = Some((snap.generation, d));
+                }
+                Some((generation, d)) if *generation != snap.generation => {
+                    *generation = snap.generation;
+                    d.rebase(snap.source.stamps.clone());
+                    d.observe(seen, now);
+                }
+                Some((generation, d)) => {
+                    d.set_interval(settings.debounce);
+                    if d.observe(seen, now) {
+                        let c = ctx.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.reload_from(Trigger::Watch))
+                            .await;
+                        *generation = ctx.config.load().generation;
+                    }
+                }
+            }
+        }
+        let poll = settings.poll;
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(settings.poll) => {}
-        }
-        if !settings.watch {
-            continue;
-        }
-        debounce.set_interval(settings.debounce);
-        let snap = ctx.config.load_full();
-        let seen = take(snap.source.files.clone()).await;
-        if snap.generation != seen_generation {
-            seen_generation = snap.generation;
-            debounce.rebase(seen);
-            continue;
-        }
-        if debounce.observe(seen, tokio::time::Instant::now().into_std()) {
-            let c = ctx.clone();
-            let _ = tokio::task::spawn_blocking(move || c.reload_from(Trigger::Watch)).await;
-            seen_generation = ctx.config.load().generation;
+            _ = tokio::time::sleep(poll) => {}
         }
     }
 }
@@ -103,6 +76,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Stamp;
 
     #[test]
     fn a_rewrite_a_symlink_swap_and_a_removal_all_change_the_fingerprint() {
