@@ -290,6 +290,7 @@ impl App {
             dead: DeadLetters::new(&data_dir, &sink.name),
             metrics: self.ctx.metrics.sinks.for_sink(&sink.name),
             clock: self.ctx.clock.clone(),
+            audit: Some(self.ctx.audit.clone()),
         };
         Ok(tokio::spawn(delivery.run(stop)))
     }
