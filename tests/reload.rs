@@ -134,6 +134,10 @@ async fn a_hundred_reloads_half_broken_under_load_lose_no_request() {
             assert!(body.contains("reload_rejected"), "{body}");
         } else {
             assert_eq!(status, 200, "reload {i}: {body}");
+            assert!(
+                body.contains(&format!("\"generation\":{}", 2 + i / 2)),
+                "{body}"
+            );
             assert_eq!(running.ctx.generation().1, sha256_hex(text.as_bytes()));
         }
     }
