@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -49,6 +50,8 @@ pub struct Ctx {
     /// Held across read + validate + store: reloads happen one at a time, so an older file can never be
     /// stored after a newer one.
     reloading: Mutex<()>,
+    /// Reloads attempted (applied or rejected), for the file watcher to notice other triggers.
+    reload_attempts: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,7 @@ impl Ctx {
             .unwrap_or_else(PoisonError::into_inner);
         let old = self.config.load_full();
         let result = self.try_reload(&old);
+        self.reload_attempts.fetch_add(1, Ordering::SeqCst);
         let outcome = if result.is_ok() {
             "applied"
         } else {
@@ -140,6 +144,11 @@ impl Ctx {
             }
         }
         result
+    }
+
+    /// Reloads attempted since start, applied or rejected, by any trigger.
+    pub fn reload_attempts(&self) -> u64 {
+        self.reload_attempts.load(Ordering::SeqCst)
     }
 
     /// The generation number and config SHA-256 (hex) of the snapshot serving now.
@@ -266,6 +275,7 @@ impl App {
             jail: Jail::new(GuardMetrics::register(&registry)?).with_audit(audit.clone()),
             audit,
             reloading: Mutex::new(()),
+            reload_attempts: AtomicU64::new(0),
         });
         Ok((App { ctx, writer }, recovery))
     }

@@ -30,9 +30,10 @@ async fn take(files: Vec<PathBuf>) -> Fingerprint {
 /// Polls until `stop`. `[reload]` is read again on every tick, so a reload can turn watching on or off and
 /// change its pace; while it is off (or the snapshot was built in memory) no file is touched.
 pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    // The generation the baseline belongs to, and the debounce state; `None` while not watching.
-    let mut state: Option<(u64, Debounce<Fingerprint>)> = None;
+    // Reload attempts and generation the baseline belongs to, and the debounce state; `None` while off.
+    let mut state: Option<(u64, u64, Debounce<Fingerprint>)> = None;
     loop {
+        let attempts = ctx.reload_attempts();
         let snap = ctx.config.load_full();
         let settings = &snap.operator.reload;
         if !settings.watch || snap.source.files.is_empty() {
@@ -47,20 +48,27 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                 None => {
                     let mut d = Debounce::new(snap.source.stamps.clone(), settings.debounce);
                     d.observe(seen, now);
-                    state = Some((snap.generation, d));
+                    state = Some((attempts, snap.generation, d));
                 }
-                Some((generation, d)) if *generation != snap.generation => {
-                    *generation = snap.generation;
-                    d.rebase(snap.source.stamps.clone());
-                    d.observe(seen, now);
+                Some((tried, generation, d)) if *tried != attempts => {
+                    // Someone else reloaded: applied, the new snapshot's stamps are the baseline; rejected,
+                    // the files as they are now (that broken file was reported already).
+                    if *generation != snap.generation {
+                        d.rebase(snap.source.stamps.clone());
+                        d.observe(seen, now);
+                    } else {
+                        d.rebase(seen);
+                    }
+                    (*tried, *generation) = (attempts, snap.generation);
                 }
-                Some((generation, d)) => {
+                Some((tried, generation, d)) => {
                     d.set_interval(settings.debounce);
                     if d.observe(seen, now) {
                         let c = ctx.clone();
                         let _ = tokio::task::spawn_blocking(move || c.reload_from(Trigger::Watch))
                             .await;
-                        *generation = ctx.config.load().generation;
+                        (*tried, *generation) =
+                            (ctx.reload_attempts(), ctx.config.load().generation);
                     }
                 }
             }
