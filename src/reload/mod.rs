@@ -1,7 +1,8 @@
 //! Reloading the config: what asked for a reload ([`Trigger`]) and the file watcher ([`watch`]) that asks
 //! when the config file or a file it names changed. The reload itself — one at a time, whole snapshot, one
-//! store, generation and hash — is [`crate::app::Ctx::reload`].
+//! store, generation and hash — is [`crate::app::Ctx::reload_from`] in [`apply`].
 
+pub mod apply;
 pub mod debounce;
 pub mod watch;
 
