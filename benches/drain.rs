@@ -159,6 +159,7 @@ async fn drain_once(events: &[MinimizedEvent], target: Target<'_>) -> Duration {
         dead: DeadLetters::new(dir.path(), "bench"),
         metrics: one,
         clock,
+        audit: None,
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();

@@ -5,22 +5,25 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use prometheus::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::{Audit, Event};
 use crate::clock::Clock;
-use crate::config::{self, ConfigErrors, LoadMode, SinkConfig, Snapshot};
+use crate::config::{SinkConfig, Snapshot};
 use crate::event::minimize::useragent::UaCache;
 use crate::guard::conns::AddrSlots;
 use crate::guard::jail::{GuardMetrics, Jail};
 use crate::guard::ratelimit::{self, RateLimitService};
 use crate::listener::{self, Kind};
 use crate::metrics::Metrics;
+pub use crate::reload::apply::ReloadError;
+use crate::reload::{self, Trigger};
 use crate::sink::build;
 use crate::sink::deadletter::DeadLetters;
 use crate::sink::deliver::Delivery;
@@ -50,88 +53,17 @@ pub struct Ctx {
     pub config_loaded: AtomicBool,
     /// When the app was built, for `uptime_s`.
     pub started: std::time::Instant,
+    /// The hash-chained audit log (`[audit]`); shared with the jail and the sinks.
+    pub audit: Arc<Audit>,
+    /// Held across read + validate + store: reloads happen one at a time, so an older file can never be
+    /// stored after a newer one.
+    pub(crate) reloading: Mutex<()>,
+    /// Reloads attempted (applied or rejected), for the file watcher to notice other triggers.
+    pub(crate) reload_attempts: AtomicU64,
 }
 
 /// Concurrent connections the admin listener serves.
 const ADMIN_CONNECTIONS: usize = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("no config file to reload from")]
-    NoFile,
-    #[error("invalid config, nothing changed:\n{0}")]
-    Invalid(ConfigErrors),
-    #[error("these settings only change on restart, nothing changed: {}", .0.join(", "))]
-    RequiresRestart(Vec<&'static str>),
-    #[error("spool.keys: segments on disk are still encrypted with {}; keep these keys listed, nothing changed", .0.join(", "))]
-    SpoolKeyInUse(Vec<String>),
-    #[error("cannot read the spool: {0}")]
-    Spool(String),
-}
-
-impl Ctx {
-    /// Re-reads the config file, validates all of it into a new snapshot and swaps it in with one store.
-    /// A failed reload leaves the running snapshot serving. Listen addresses, the spool settings and
-    /// `limits.max_connections` are fixed at start: a change to them is refused with their names.
-    /// Blocking (reads files): call from `spawn_blocking`.
-    pub fn reload(&self) -> Result<(), ReloadError> {
-        let result = self.try_reload();
-        let outcome = if result.is_ok() {
-            "applied"
-        } else {
-            "rejected"
-        };
-        self.metrics
-            .config_reloads
-            .with_label_values(&[outcome])
-            .inc();
-        match &result {
-            Ok(()) => tracing::info!("config reloaded"),
-            Err(e) => tracing::warn!(error = %e, "config reload rejected"),
-        }
-        result
-    }
-
-    fn try_reload(&self) -> Result<(), ReloadError> {
-        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
-        let new = config::load(path, LoadMode::Run).map_err(ReloadError::Invalid)?;
-        let old = self.config.load();
-        let mut fixed = Vec::new();
-        if old.listen != new.listen {
-            fixed.push("listen");
-        }
-        if old.spool != new.spool {
-            fixed.push("spool");
-        }
-        if old.sinks != new.sinks {
-            fixed.push("sinks");
-        }
-        if old.limits.max_connections != new.limits.max_connections {
-            fixed.push("limits.max_connections");
-        }
-        if !fixed.is_empty() {
-            return Err(ReloadError::RequiresRestart(fixed));
-        }
-        let in_use = self
-            .spool
-            .key_ids_in_use()
-            .map_err(|e| ReloadError::Spool(e.to_string()))?;
-        let missing: Vec<String> = in_use
-            .into_iter()
-            .filter(|id| new.spool_keys.get(id).is_none())
-            .collect();
-        if !missing.is_empty() {
-            return Err(ReloadError::SpoolKeyInUse(missing));
-        }
-        self.spool.set_keys(new.spool_keys.clone());
-        self.ratelimit.reconfigure(new.ratelimit.clone());
-        self.config.store(Arc::new(new));
-        self.metrics
-            .tls
-            .publish_expiry(&self.config.load().tls.expiry);
-        Ok(())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -143,6 +75,8 @@ pub enum AppError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Sink(#[from] build::BuildError),
+    #[error("audit log {0}: {1}")]
+    Audit(PathBuf, std::io::Error),
 }
 
 pub struct App {
@@ -185,7 +119,7 @@ impl App {
     }
 
     fn build(
-        snapshot: Snapshot,
+        mut snapshot: Snapshot,
         clock: Arc<dyn Clock>,
         config_path: Option<PathBuf>,
         faults: bool,
@@ -209,6 +143,16 @@ impl App {
             .spool_max_bytes
             .set(i64::try_from(snapshot.spool.max_bytes).unwrap_or(i64::MAX));
         let ratelimit = RateLimitService::new(snapshot.ratelimit.clone(), QuantaClock::default());
+        let audit = Arc::new(match &snapshot.operator.audit {
+            Some(path) => {
+                Audit::open(path, clock.clone()).map_err(|e| AppError::Audit(path.clone(), e))?
+            }
+            None => Audit::off(clock.clone()),
+        });
+        snapshot.generation = 1;
+        metrics.config_applied(1, clock.now_ms());
+        tracing::info!(trigger = Trigger::Startup.label(), generation = 1, sha256 = %snapshot.source.sha256,
+            "config loaded");
         let config = Arc::new(ArcSwap::from_pointee(snapshot));
         let ctx = Arc::new(Ctx {
             config,
@@ -220,10 +164,13 @@ impl App {
             config_path,
             ratelimit,
             conns: AddrSlots::default(),
-            jail: Jail::new(GuardMetrics::register(&registry)?),
+            jail: Jail::new(GuardMetrics::register(&registry)?).with_audit(audit.clone()),
             script: crate::http::script::Script::build(),
             config_loaded: AtomicBool::new(false),
             started: std::time::Instant::now(),
+            audit,
+            reloading: Mutex::new(()),
+            reload_attempts: AtomicU64::new(0),
         });
         Ok((App { ctx, writer }, recovery, faults))
     }
@@ -248,6 +195,7 @@ impl App {
             dead: DeadLetters::new(&data_dir, &sink.name),
             metrics: self.ctx.metrics.sinks.for_sink(&sink.name),
             clock: self.ctx.clock.clone(),
+            audit: Some(self.ctx.audit.clone()),
         };
         Ok(tokio::spawn(delivery.run(stop)))
     }
@@ -290,6 +238,10 @@ impl App {
             self.ctx.clone(),
             stop_rx.clone(),
         )));
+        loops.push(tokio::spawn(reload::watch::run(
+            self.ctx.clone(),
+            stop_rx.clone(),
+        )));
         let mut spawn = |tcp, kind, permits: usize| {
             loops.push(tokio::spawn(listener::accept_loop(
                 tcp,
@@ -312,6 +264,11 @@ impl App {
                 max,
             );
         }
+        let (generation, sha256) = self.ctx.generation();
+        self.ctx.audit.record(Event::Startup {
+            generation,
+            config_sha256: &sha256,
+        });
         self.ctx.config_loaded.store(true, Ordering::Release);
         Ok(Running {
             public_addr,
@@ -344,7 +301,9 @@ impl Running {
                 "shutdown grace elapsed with connections still open; closing them"
             );
         }
-        self.writer.close().await
+        let closed = self.writer.close().await;
+        self.ctx.audit.record(Event::Shutdown);
+        closed
     }
 
     /// Requests shutdown and waits for it to complete.

@@ -41,8 +41,11 @@
 //!
 //! Anything refused on the way is a [`reject::Reject`], which picks the status, the JSON reason and the
 //! metric label ([`metrics`]); 4xx answers, unknown sites and accepted event counts feed the address's
-//! [`guard::behaviour`] windows, whose crossed bounds become bans. [`config`] turns the operator's TOML into the runtime snapshot that [`app`]
-//! holds in an `ArcSwap` and hands to every stage; [`clock`] is injected so tests control time.
+//! [`guard::behaviour`] windows, whose crossed bounds become bans. [`config`] turns the operator's TOML into
+//! the runtime snapshot that [`app`] holds in an `ArcSwap` and hands to every stage; [`reload`] swaps in a new
+//! snapshot on `SIGHUP`, `POST /admin/reload` or a changed file, one at a time and numbered; [`audit`] keeps a
+//! hash-chained log of every state change (start, stop, reloads, bans, sinks); [`clock`] is injected so tests
+//! control time.
 //!
 //! Beside the path: the admin listener ([`http::admin`], on its own thread and runtime so it answers while the
 //! public side is saturated) serves `/healthz`, `/readyz` ([`readiness`]), `/admin/status`, `/metrics`,
@@ -51,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod event;
@@ -58,9 +62,11 @@ pub mod guard;
 pub mod http;
 pub mod keys;
 pub mod listener;
+pub mod logs;
 pub mod metrics;
 pub mod readiness;
 pub mod reject;
+pub mod reload;
 pub mod sink;
 pub mod spool;
 pub mod tls;

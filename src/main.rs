@@ -1,4 +1,4 @@
-//! The `tollgate` command: `run`, `check`, `spool dump`.
+//! The `tollgate` command: `run`, `check`, `spool dump`, `audit verify`, ...
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +67,17 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log; name the first line that breaks it. Exit 0 if intact, 1 if not.
+    Verify { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -109,16 +120,18 @@ enum SpoolCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    tollgate::logs::init(match &cli.command {
+        Command::Run { config } => config::log_format(config),
+        _ => config::LogFormat::Human,
+    });
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(&config),
         Command::Spool { command } => return spool_command(command),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => return audit_verify(&file),
         Command::Deadletter {
             command: DeadletterCommand::Replay { config, sink },
         } => spool_cli::replay(&config, &sink),
@@ -141,16 +154,6 @@ fn main() -> ExitCode {
 /// `RUST_LOG`, default `info,rustls=error`. Whatever it says, rustls's ClientHello parser stays at `error`: it
 /// warns once per handshake about an IP literal or a malformed name as SNI, a line any client could make us
 /// write at will. Those are counted instead (`tollgate_tls_sni_total`, `tollgate_tls_handshake_failures_total`).
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,rustls=error".into());
-    filter.add_directive(
-        "rustls::msgs::handshake=error"
-            .parse()
-            .expect("a valid directive"),
-    )
-}
-
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path, LoadMode::Check) {
         Ok(_) => {
@@ -183,6 +186,31 @@ fn snippet(path: &std::path::Path, site: &str, url: Option<String>) -> anyhow::R
         tollgate::http::script::snippet(site, &url, &script.integrity)
     );
     Ok(())
+}
+
+fn audit_verify(path: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            eprintln!("tollgate: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match tollgate::audit::chain::verify(&text) {
+        Ok(lines) => {
+            println!("{}: ok, {lines} line(s), chain intact", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(b) => {
+            println!(
+                "{}: line {}: {}",
+                path.display(),
+                b.line,
+                b.fault.describe()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn spool_command(command: SpoolCommand) -> ExitCode {
@@ -257,7 +285,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let ctx = ctx.clone();
-                let _ = tokio::task::spawn_blocking(move || ctx.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    ctx.reload_from(tollgate::reload::Trigger::Signal)
+                })
+                .await;
             }
         });
         let stopper = running.stopper();

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub connection_errors: IntCounter,
     /// `tollgate_config_reloads_total{outcome}`: `applied` or `rejected` (the old snapshot keeps serving).
     pub config_reloads: IntCounterVec,
+    /// `tollgate_config_generation`: the applied snapshot's generation (1 = the one loaded at start).
+    pub config_generation: IntGauge,
+    /// `tollgate_config_last_reload_success_timestamp_seconds`: wall time the serving snapshot was applied.
+    pub config_last_success: IntGauge,
     pub pii: PiiMetrics,
     pub spool: Arc<SpoolMetrics>,
     pub sinks: SinkMetrics,
@@ -73,6 +77,11 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 Ok(c)
             };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         let rejections = counter_vec(
             "tollgate_rejections_total",
             "Requests refused, by reason.",
@@ -186,6 +195,14 @@ impl Metrics {
                 }
                 c
             },
+            config_generation: gauge(
+                "tollgate_config_generation",
+                "Generation of the config snapshot serving now (1 = loaded at start).",
+            )?,
+            config_last_success: gauge(
+                "tollgate_config_last_reload_success_timestamp_seconds",
+                "Unix time the serving config snapshot was applied.",
+            )?,
             pii: PiiMetrics::register(registry)?,
             spool: Arc::new(SpoolMetrics::register(registry)?),
             sinks: SinkMetrics::register(registry)?,
@@ -209,6 +226,13 @@ impl Metrics {
 
     pub fn reject(&self, r: &Reject) {
         self.rejections.with_label_values(&[r.reason()]).inc();
+    }
+
+    /// A snapshot was applied: its generation and the wall time (ms) it happened.
+    pub fn config_applied(&self, generation: u64, now_ms: i64) {
+        self.config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.config_last_success.set(now_ms / 1000);
     }
 }
 

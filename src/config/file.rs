@@ -36,6 +36,15 @@ pub struct ConfigFile {
     /// Who may enter beyond tenant access: rate limits (more guards join here).
     #[serde(default)]
     pub guard: GuardFile,
+    /// Reload on file change (`[reload]`).
+    #[serde(default)]
+    pub reload: super::operator::ReloadFile,
+    /// The hash-chained audit log (`[audit]`).
+    #[serde(default)]
+    pub audit: super::operator::AuditFile,
+    /// Log line format (`[log]`).
+    #[serde(default)]
+    pub log: super::operator::LogFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

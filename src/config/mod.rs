@@ -5,9 +5,11 @@
 mod admin;
 mod file;
 mod guard;
+mod operator;
 mod routes;
 mod sink_parts;
 mod sinks;
+mod sources;
 mod spool_keys;
 mod tenants;
 mod tls;
@@ -21,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::ConfigFile;
+pub use operator::{log_format, LogFormat, Operator, ReloadSettings};
+pub use sources::{fingerprint, sha256_hex, stat, Fingerprint, Source, Stamp};
 pub use validate::validate;
 
 use crate::event::minimize::geo::Geo;
@@ -40,8 +44,6 @@ pub struct Snapshot {
     /// Where spool, keys, dead letters and file-sink output live by default.
     pub data_dir: PathBuf,
     pub listen: Listen,
-    /// SHA-256 (hex) of the config file this snapshot was built from; `None` when built in memory.
-    pub source_sha256: Option<String>,
     /// `[admin]`: who may use the admin listener (allow list, token, host names); reloadable.
     pub admin: crate::guard::admin::AdminAccess,
     /// Certificates (default and by SNI) and the rustls config choosing among them per handshake.
@@ -72,6 +74,12 @@ pub struct Snapshot {
     pub tenants: HashMap<String, Tenant>,
     /// GeoIP database for `client.country`; `None` disables country lookup.
     pub geo: Option<Arc<Geo>>,
+    /// `[reload]`, `[audit]`, `[log]`.
+    pub operator: Operator,
+    /// Counts applied snapshots from 1 (set by the app when it applies this one; 0 before).
+    pub generation: u64,
+    /// The config file's hash and every file it names; set by [`load`], empty for [`validate`] alone.
+    pub source: Source,
 }
 
 impl fmt::Debug for Snapshot {
@@ -183,10 +191,18 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
             message,
         }])
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    // Stamped before reading: a change after this point shows to the reload watcher.
+    let before = stat(&[path.to_path_buf()]);
+    let bytes = std::fs::read(path).map_err(|e| {
         one(
             &path.display().to_string(),
             format!("cannot read config: {e}"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        one(
+            &path.display().to_string(),
+            "cannot read config: not UTF-8".into(),
         )
     })?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
@@ -202,18 +218,18 @@ pub fn load(path: &Path, mode: LoadMode) -> Result<Snapshot, ConfigErrors> {
     } else {
         base
     };
-    let mut snap = validate(file, &base, mode)?;
-    snap.source_sha256 = Some(sha256_hex(text.as_bytes()));
-    Ok(snap)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    let mut files = vec![path.to_path_buf()];
+    files.extend(sources::referenced(&file, &base));
+    let mut stamps = before;
+    stamps.extend(stat(&files[1..]));
+    let mut snapshot = validate(file, &base, mode)?;
+    let sha256 = sha256_hex(text.as_bytes());
+    snapshot.source = Source {
+        stamps: sources::with_hash(stamps, &sha256),
+        sha256,
+        files,
+    };
+    Ok(snapshot)
 }
 
 fn line_of(text: &str, offset: usize) -> String {

@@ -60,6 +60,8 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let tenants = super::routes::routes(&file.tenants, tenants, &sinks, &mut errs);
     let geo = geo(&file, base, &mut errs);
     let tls = super::tls::tls_material(&file.tls, base, mode, &mut errs);
+    let operator =
+        super::operator::operator(&file.reload, &file.audit, &file.log, &data_dir, &mut errs);
     match (listen, limits, timeouts, spool, spool_keys, tls) {
         (
             Some(listen),
@@ -71,7 +73,6 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
         ) if errs.0.is_empty() => Ok(Snapshot {
             data_dir,
             listen,
-            source_sha256: None,
             admin,
             tls,
             dev_ca,
@@ -89,6 +90,9 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             trusted_proxies,
             tenants,
             geo,
+            operator,
+            generation: 0,
+            source: super::Source::default(),
         }),
         _ => Err(ConfigErrors(errs.0)),
     }

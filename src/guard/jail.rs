@@ -10,6 +10,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -18,6 +19,7 @@ use super::anomaly::Family;
 use super::bans::{BanOutcome, BanPolicy, BanReason, BanTable};
 use super::behaviour::{Behaviour, BehaviourPolicy, Observation, Signal};
 use super::ratelimit::{AddrKey, Which};
+use crate::audit::{Audit, Event};
 use crate::reject::Reject;
 
 /// `[guard.behaviour]` with its mode.
@@ -115,6 +117,8 @@ pub struct Jail {
     pub behaviour: Behaviour,
     pub metrics: GuardMetrics,
     subject: RandomState,
+    /// Bans and lifts are audit events (by subject, never by address).
+    audit: Option<Arc<Audit>>,
 }
 
 impl Jail {
@@ -124,6 +128,19 @@ impl Jail {
             behaviour: Behaviour::default(),
             metrics,
             subject: RandomState::new(),
+            audit: None,
+        }
+    }
+
+    /// Writes every ban and lift to `audit` too.
+    pub fn with_audit(mut self, audit: Arc<Audit>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn record(&self, event: Event<'_>) {
+        if let Some(a) = &self.audit {
+            a.record(event);
         }
     }
 
@@ -169,6 +186,12 @@ impl Jail {
                     strike,
                     "ban: address banned"
                 );
+                self.record(Event::Ban {
+                    subject: &subject,
+                    reason: reason.label(),
+                    ttl_s: ttl.as_secs(),
+                    strike,
+                });
             }
             BanOutcome::WouldBan { ttl, strike } => {
                 self.metrics.decide("ban", reason.label(), false);
@@ -237,7 +260,9 @@ impl Jail {
         let lifted = self.bans.lift(ip);
         if lifted {
             self.metrics.bans_active.dec();
-            tracing::warn!(subject = self.subject(ip), "ban: lifted by an operator");
+            let subject = self.subject(ip);
+            tracing::warn!(subject, "ban: lifted by an operator");
+            self.record(Event::Unban { subject: &subject });
         }
         lifted
     }

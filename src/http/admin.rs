@@ -1,6 +1,7 @@
 //! The admin listener: `GET /healthz` (the process answers), `GET /readyz` ([`readiness`]: 200, or 503 with
 //! every reason), `GET /admin/status` ([`super::status`]), `GET /metrics` in Prometheus text format,
-//! `POST /admin/reload` (validate the config file and swap it in, or keep the running one and say why),
+//! `POST /admin/reload` (validate the config file and swap it in — `200` with the new generation and config
+//! SHA-256 — or keep the running one and say why: `409` with every error),
 //! `GET /admin/bans` (the bans in force: address or IPv6 /64, seconds left, strikes, reason, log subject) and
 //! `DELETE /admin/bans/{address}` (lift one ban and forget its strikes; any address of a banned /64 lifts it;
 //! logged by subject).
@@ -23,6 +24,7 @@ use crate::app::Ctx;
 use crate::guard::{self, admin::AdminRefusal};
 use crate::readiness;
 use crate::reject::Reject;
+use crate::reload::Trigger;
 
 /// Paths answered without the token: what a load balancer or orchestrator probes.
 const PROBES: [&str; 2] = ["/healthz", "/readyz"];
@@ -141,9 +143,12 @@ fn json_value(status: StatusCode, body: &serde_json::Value) -> Resp {
 }
 
 async fn reload(ctx: Arc<Ctx>) -> Resp {
-    let result = tokio::task::spawn_blocking(move || ctx.reload()).await;
+    let result = tokio::task::spawn_blocking(move || ctx.reload_from(Trigger::Admin)).await;
     let (status, body) = match result {
-        Ok(Ok(())) => (StatusCode::OK, serde_json::json!({"status": "reloaded"})),
+        Ok(Ok(g)) => (
+            StatusCode::OK,
+            serde_json::json!({"status": "reloaded", "generation": g.number, "sha256": g.sha256}),
+        ),
         Ok(Err(e)) => (
             StatusCode::CONFLICT,
             serde_json::json!({"error": "reload_rejected", "detail": e.to_string()}),

@@ -42,9 +42,8 @@ pub fn status(ctx: &Ctx) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "config": {
-            // MERGE(reload): `ctx.generation()` fills `generation` once it exists.
-            "generation": Value::Null,
-            "sha256": snap.source_sha256,
+            "generation": snap.generation,
+            "sha256": snap.source.sha256,
             "loaded": ctx.config_loaded.load(Ordering::Acquire),
         },
         "uptime_s": ctx.started.elapsed().as_secs(),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::deadletter::DeadLetters;
 use super::metrics::{Circuit, OneSink};
 use super::{SendError, Sink, SinkBatch};
+use crate::audit::{Audit, Event};
 use crate::clock::Clock;
 use crate::config::{RetryPolicy, SinkConfig};
 use crate::spool::{Batch, Reader, SpoolError};
@@ -29,6 +30,8 @@ pub struct Delivery {
     pub dead: DeadLetters,
     pub metrics: OneSink,
     pub clock: Arc<dyn Clock>,
+    /// The sink going down (its circuit opens) and coming back are audit events.
+    pub audit: Option<Arc<Audit>>,
 }
 
 impl Delivery {
@@ -95,6 +98,33 @@ impl Delivery {
         Some(batch)
     }
 
+    /// The circuit opens at the `OPEN_AFTER`-th consecutive failure: audited once, as the sink going down.
+    fn went_down(&self, failures: u32) {
+        if failures >= OPEN_AFTER {
+            self.metrics.circuit(Circuit::Open);
+        }
+        if failures == OPEN_AFTER {
+            self.audit(Event::SinkDown {
+                sink: &self.cfg.name,
+            });
+        }
+    }
+
+    /// The sink answered after its circuit had opened: audited as the sink coming back.
+    fn came_back(&self, failures: u32) {
+        if failures >= OPEN_AFTER {
+            self.audit(Event::SinkUp {
+                sink: &self.cfg.name,
+            });
+        }
+    }
+
+    fn audit(&self, event: Event<'_>) {
+        if let Some(a) = &self.audit {
+            a.record(event);
+        }
+    }
+
     /// Sends until stored or dead-lettered; `false` if asked to stop first.
     async fn deliver(&mut self, id: &str, batch: &Batch, stop: &mut watch::Receiver<bool>) -> bool {
         if batch.records.is_empty() {
@@ -130,6 +160,7 @@ impl Delivery {
                     self.metrics
                         .stored(batch.records.len(), self.clock.now_ms());
                     self.metrics.circuit(Circuit::Closed);
+                    self.came_back(failures);
                     return true;
                 }
                 Err(SendError::Dead { reason, detail }) => {
@@ -137,14 +168,13 @@ impl Delivery {
                         detail = %truncate(&detail), "sink: batch refused for good, dead-lettered");
                     if self.dead_letter(id, batch, reason.label()) {
                         self.metrics.dead_letters[reason as usize].inc();
+                        self.came_back(failures);
                         return true;
                     }
                     // The batch is kept and sent again after a backoff, like any retry: never a hot loop.
                     self.metrics.retries[super::RetryReason::Io as usize].inc();
                     failures += 1;
-                    if failures >= OPEN_AFTER {
-                        self.metrics.circuit(Circuit::Open);
-                    }
+                    self.went_down(failures);
                     if sleep_or_stop(backoff(self.cfg.retry, failures), stop).await {
                         return false;
                     }
@@ -159,9 +189,7 @@ impl Delivery {
                     let wait = after.unwrap_or_else(|| backoff(self.cfg.retry, failures));
                     tracing::warn!(sink = %self.cfg.name, batch = %id, reason = reason.label(),
                         detail = %truncate(&detail), attempt = failures, ?wait, "sink: batch not stored, retrying");
-                    if failures >= OPEN_AFTER {
-                        self.metrics.circuit(Circuit::Open);
-                    }
+                    self.went_down(failures);
                     if sleep_or_stop(wait, stop).await {
                         return false;
                     }

@@ -111,7 +111,30 @@ impl Rig {
             dead: DeadLetters::new(self.dir.path(), "mem"),
             metrics: self.sink_metrics.for_sink("mem"),
             clock: Arc::new(FixedClock::new(0)),
+            audit: Some(Arc::new(
+                crate::audit::Audit::open(&self.audit_log(), Arc::new(FixedClock::new(0))).unwrap(),
+            )),
         }
+    }
+
+    fn audit_log(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// The `event` and `sink` of every audit line.
+    fn audited(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.audit_log()).unwrap_or_default();
+        assert!(crate::audit::chain::verify(&text).is_ok());
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{} {}",
+                    v["event"].as_str().unwrap(),
+                    v["sink"].as_str().unwrap()
+                )
+            })
+            .collect()
     }
 
     /// Runs the loop until `done` holds for the script (paused clock: backoffs pass instantly).
@@ -210,6 +233,20 @@ async fn retries_keep_the_batch_and_its_id_and_the_cursor_waits() {
         rig.script.lock().unwrap().stored,
         (0..10).map(|i| format!("e{i}")).collect::<Vec<_>>()
     );
+    rig.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sink_going_down_and_coming_back_is_audited_once_each() {
+    let rig = rig(2).await;
+    {
+        let mut s = rig.script.lock().unwrap();
+        for _ in 0..5 {
+            s.answers.push_back(retry(RetryReason::Connect, None));
+        }
+    }
+    rig.run_until(1, |s| s.stored.len() >= 2).await;
+    assert_eq!(rig.audited(), ["sink_down mem", "sink_up mem"]);
     rig.close().await;
 }
 

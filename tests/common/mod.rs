@@ -2,6 +2,7 @@
 //! speaks HTTP/1.1 or HTTP/2 (chosen by ALPN).
 #![allow(dead_code)]
 
+pub mod curl;
 pub mod mmdb;
 pub mod proc;
 
