@@ -13,8 +13,10 @@
 //!    `timeouts.tls_handshake_ms`, with the certificate the snapshot's [`tls::sni`] table picks for the client's
 //!    SNI (counted by kind in [`tls::metrics`], never logged). Plain HTTP only ever reaches [`http::redirect`]: `308` to HTTPS or `403`.
 //! 3. [`http::public`] routes `POST /v1/events` (HTTP/1.1 or HTTP/2, header and stream bounds from config)
-//!    once the request's client is not banned ([`guard::jail`]) and the route's [`guard::lists`] admit it, reads the body within its size and time
-//!    bounds ([`http::body`]) and stamps HSTS on every answer.
+//!    once the request's client is not banned ([`guard::jail`]) and the route's [`guard::lists`] admit it,
+//!    reads the body within its size and time bounds ([`http::body`]) and stamps HSTS on every answer. The
+//!    same pipeline serves the pixel ([`http::pixel`], the body in `?d=`); [`http::cors`] answers preflights
+//!    and grants allowed origins; [`http::script`] serves `beacon.js`, the script a shop pastes.
 //! 4. [`event::decode`] turns the bytes into [`event::RawEvent`]s: UTF-8 JSON, depth, string, key and batch
 //!    bounds, three body shapes (one event, an array, `{"events": [...]}`). While it parses it marks the
 //!    string values a payload rule could match and notes a duplicated key. [`guard::screen`] then scores

@@ -1,5 +1,6 @@
 //! http: what happens between a connection and a route. `public` serves the TLS listener (HTTP/1.1 and
-//! HTTP/2, HSTS on every response), `redirect` the plain listener (GET/HEAD → 308, nothing else accepted),
+//! HTTP/2, HSTS on every response; events through `ingest`, the `pixel`, `cors` preflights, the `script`
+//! `beacon.js`), `redirect` the plain listener (GET/HEAD → 308, nothing else accepted),
 //! `admin` the admin listener (`/healthz`, `/readyz`, `/admin/status` from `status`, `/metrics`, reload, bans). `body` reads request bodies within their bounds;
 //! `idle` closes connections on which nothing moves, `activity` those on which bytes move but no request
 //! comes (a silent client after TLS, an HTTP/2 connection kept open with PINGs).
