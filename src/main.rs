@@ -183,7 +183,12 @@ fn snippet(path: &std::path::Path, site: &str, url: Option<String>) -> anyhow::R
     let script = tollgate::http::script::Script::build();
     print!(
         "{}",
-        tollgate::http::script::snippet(site, &url, &script.integrity)
+        tollgate::http::script::snippet(
+            site,
+            &url,
+            &snapshot.beacon.script_path,
+            &script.integrity
+        )
     );
     Ok(())
 }

@@ -259,3 +259,24 @@ fn the_pixel_runs_the_same_pipeline() {
         stored[0]
     );
 }
+
+#[test]
+fn the_script_path_moves_with_the_config() {
+    let fx = Fixture::new("[beacon]\nscript_path = \"/assets/t-42.js\"\n");
+    let mut p = Proc::start(&fx.config_path());
+    assert_eq!(curl(&fx, &p, "/assets/t-42.js", &[]).0, "200");
+    assert_eq!(curl(&fx, &p, "/v1/beacon.js", &[]).0, "404");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["snippet", "-c"])
+        .arg(fx.config_path())
+        .args(["--site", "demo", "--url", "https://t.example"])
+        .output()
+        .unwrap();
+    let snippet = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        snippet.contains("src=\"https://t.example/assets/t-42.js\""),
+        "{snippet}"
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit().success());
+}

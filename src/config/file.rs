@@ -45,6 +45,9 @@ pub struct ConfigFile {
     /// Log line format (`[log]`).
     #[serde(default)]
     pub log: super::operator::LogFile,
+    /// Where `beacon.js` is served (`[beacon]`).
+    #[serde(default)]
+    pub beacon: super::beacon::BeaconFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

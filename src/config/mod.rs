@@ -3,6 +3,7 @@
 //! (`tenants[0].allowed_origins[1]: ...`), like `nginx -t`.
 
 mod admin;
+mod beacon;
 mod file;
 mod guard;
 mod operator;
@@ -76,6 +77,8 @@ pub struct Snapshot {
     pub geo: Option<Arc<Geo>>,
     /// `[reload]`, `[audit]`, `[log]`.
     pub operator: Operator,
+    /// `[beacon]`: where `beacon.js` is served.
+    pub beacon: beacon::Beacon,
     /// Counts applied snapshots from 1 (set by the app when it applies this one; 0 before).
     pub generation: u64,
     /// The config file's hash and every file it names; set by [`load`], empty for [`validate`] alone.

@@ -62,6 +62,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
     let tls = super::tls::tls_material(&file.tls, base, mode, &mut errs);
     let operator =
         super::operator::operator(&file.reload, &file.audit, &file.log, &data_dir, &mut errs);
+    let beacon = super::beacon::beacon(&file.beacon, &mut errs);
     match (listen, limits, timeouts, spool, spool_keys, tls) {
         (
             Some(listen),
@@ -91,6 +92,7 @@ pub fn validate(file: ConfigFile, base: &Path, mode: LoadMode) -> Result<Snapsho
             tenants,
             geo,
             operator,
+            beacon,
             generation: 0,
             source: super::Source::default(),
         }),

@@ -25,11 +25,9 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 
 /// The pixel's path.
 pub const PIXEL: &str = "/v1/p.gif";
-/// `beacon.js`'s path.
-pub const SCRIPT: &str = "/v1/beacon.js";
-
-/// The paths `dispatch` serves: the keys `[guard.lists.routes]` may use.
-pub const ROUTES: [&str; 4] = ["/v1/events", PIXEL, SCRIPT, "/healthz"];
+/// The paths `dispatch` serves at fixed places: the keys `[guard.lists.routes]` may use. (`beacon.js` is at
+/// `beacon.script_path`, public by design: it carries nothing but the script.)
+pub const ROUTES: [&str; 3] = ["/v1/events", PIXEL, "/healthz"];
 
 pub async fn handle(
     req: Request<Incoming>,
@@ -37,14 +35,14 @@ pub async fn handle(
     meta: ConnMeta,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
+    let snap = ctx.config.load_full();
     let route = match req.uri().path() {
         "/v1/events" => "events",
         PIXEL => "pixel",
-        SCRIPT => "script",
         "/healthz" => "healthz",
+        p if p == snap.beacon.script_path => "script",
         _ => "other",
     };
-    let snap = ctx.config.load_full();
     let client = meta.request_client(req.headers(), &snap.trusted_proxies);
     let now = tokio::time::Instant::now().into_std();
     let admitted = ctx
@@ -111,8 +109,12 @@ async fn dispatch(
         }),
         (PIXEL, &Method::GET) => pixel::get(req, ctx, snap, meta).await,
         (PIXEL, _) => Err(Reject::MethodNotAllowed { allow: "GET" }),
-        (SCRIPT, &Method::GET | &Method::HEAD) => Ok(ctx.script.serve(req.headers())),
-        (SCRIPT, _) => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
+        (p, &Method::GET | &Method::HEAD) if p == snap.beacon.script_path => {
+            Ok(ctx.script.serve(req.headers()))
+        }
+        (p, _) if p == snap.beacon.script_path => {
+            Err(Reject::MethodNotAllowed { allow: "GET, HEAD" })
+        }
         ("/healthz", &Method::GET | &Method::HEAD) => {
             Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
         }

@@ -104,13 +104,13 @@ impl Script {
 
 /// The HTML a merchant pastes into every page, for tenant `site` and the gateway at `base` (`https://host[:port]`):
 /// a stub that queues calls until the script has loaded, `init`, and the script tag pinned by its SRI hash.
-pub fn snippet(site: &str, base: &str, integrity: &str) -> String {
+pub fn snippet(site: &str, base: &str, script_path: &str, integrity: &str) -> String {
     let base = base.trim_end_matches('/');
     let init = serde_json::json!({"site": site, "endpoint": format!("{base}/v1/events")});
     format!(
         "<script>window.tollgate=window.tollgate||function(){{(tollgate.q=tollgate.q||[]).push(arguments)}};\n\
          tollgate(\"init\",{init});</script>\n\
-         <script async src=\"{base}/v1/beacon.js\" integrity=\"{integrity}\" crossorigin=\"anonymous\"></script>\n"
+         <script async src=\"{base}{script_path}\" integrity=\"{integrity}\" crossorigin=\"anonymous\"></script>\n"
     )
 }
 
