@@ -276,6 +276,16 @@ async fn replaced_files_rotate_for_new_handshakes_while_an_open_connection_keeps
         (*sans).map(String::from).to_vec()
     );
     running.stop().await.unwrap();
+    // The audit log names the replaced certificate, and only that one.
+    let audit = std::fs::read_to_string(fx.dir.path().join("data/audit.log")).unwrap();
+    let changed: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "certificate")
+        .collect();
+    assert_eq!(changed.len(), 1, "{audit}");
+    assert_eq!(changed[0]["name"], "track.shop.example");
+    assert_ne!(changed[0]["old_sha256"], changed[0]["new_sha256"]);
 }
 
 #[tokio::test]

@@ -57,6 +57,12 @@ pub enum Event<'a> {
     SinkUp {
         sink: &'a str,
     },
+    /// A reload added, replaced or removed a certificate (`name`: `default` or the SNI entry's first name).
+    Certificate {
+        name: &'a str,
+        old_sha256: Option<&'a str>,
+        new_sha256: Option<&'a str>,
+    },
 }
 
 impl Event<'_> {
@@ -71,6 +77,7 @@ impl Event<'_> {
             Event::Unban { .. } => "unban",
             Event::SinkDown { .. } => "sink_down",
             Event::SinkUp { .. } => "sink_up",
+            Event::Certificate { .. } => "certificate",
         }
     }
 
@@ -102,6 +109,11 @@ impl Event<'_> {
             } => json!({"subject": subject, "reason": reason, "ttl_s": ttl_s, "strike": strike}),
             Event::Unban { subject } => json!({"subject": subject}),
             Event::SinkDown { sink } | Event::SinkUp { sink } => json!({"sink": sink}),
+            Event::Certificate {
+                name,
+                old_sha256,
+                new_sha256,
+            } => json!({"name": name, "old_sha256": old_sha256, "new_sha256": new_sha256}),
         }
     }
 }

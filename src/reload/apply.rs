@@ -9,6 +9,7 @@ use super::{Generation, Trigger};
 use crate::app::Ctx;
 use crate::audit::Event;
 use crate::config::{self, ConfigErrors, LoadMode, Snapshot};
+use crate::tls::cert_changes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -88,6 +89,15 @@ impl Ctx {
                     new_sha256: &new.sha256,
                     generation: new.number,
                 });
+                let current = self.config.load();
+                for (name, before, after) in cert_changes(&old.tls.expiry, &current.tls.expiry) {
+                    tracing::info!(certificate = %name, "certificate changed by reload");
+                    self.audit.record(Event::Certificate {
+                        name: &name,
+                        old_sha256: before.as_deref(),
+                        new_sha256: after.as_deref(),
+                    });
+                }
             }
             Err(e) => {
                 tracing::warn!(trigger = trigger.label(), generation = old.generation, error = %e,

@@ -62,6 +62,40 @@ pub struct CertExpiry {
     pub name: String,
     /// `notAfter`, seconds since the Unix epoch.
     pub not_after: i64,
+    /// SHA-256 (hex) of the leaf certificate's DER: what the audit log compares across reloads.
+    pub sha256: String,
+}
+
+/// SHA-256 (hex) of a certified key's leaf certificate.
+fn leaf_sha256(key: &rustls::sign::CertifiedKey) -> String {
+    let der = key.cert.first().map(|c| c.as_ref()).unwrap_or_default();
+    crate::config::sha256_hex(der)
+}
+
+/// A certificate that a reload added, removed or replaced: (entry name, old leaf SHA-256, new leaf SHA-256).
+pub type CertChange = (String, Option<String>, Option<String>);
+
+/// What changed between two snapshots' certificates, by entry name, in the new order then removed ones.
+pub fn cert_changes(old: &[CertExpiry], new: &[CertExpiry]) -> Vec<CertChange> {
+    let find = |list: &[CertExpiry], name: &str| {
+        list.iter()
+            .find(|c| c.name == name)
+            .map(|c| c.sha256.clone())
+    };
+    let mut out: Vec<CertChange> = new
+        .iter()
+        .filter_map(|n| {
+            let before = find(old, &n.name);
+            (before.as_deref() != Some(n.sha256.as_str()))
+                .then(|| (n.name.clone(), before, Some(n.sha256.clone())))
+        })
+        .collect();
+    out.extend(
+        old.iter()
+            .filter(|o| find(new, &o.name).is_none())
+            .map(|o| (o.name.clone(), Some(o.sha256.clone()), None)),
+    );
+    out
 }
 
 /// A snapshot's TLS: the rustls config (certificate picked per handshake by `resolver`), the resolver itself for
@@ -89,10 +123,12 @@ pub fn build(
     let mut expiry = vec![CertExpiry {
         name: "default".into(),
         not_after: default.facts.not_after,
+        sha256: leaf_sha256(&default.key),
     }];
     expiry.extend(entries.iter().map(|e| CertExpiry {
         name: e.label.clone(),
         not_after: e.loaded.facts.not_after,
+        sha256: leaf_sha256(&e.loaded.key),
     }));
     let keys = entries.into_iter().map(|e| e.loaded.key).collect();
     let resolver = Arc::new(SniResolver::new(table, keys, default.key));
@@ -118,4 +154,41 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+
+    fn c(name: &str, sha: &str) -> CertExpiry {
+        CertExpiry {
+            name: name.into(),
+            not_after: 0,
+            sha256: sha.into(),
+        }
+    }
+
+    #[test]
+    fn added_replaced_and_removed_certificates() {
+        let old = [
+            c("default", "a"),
+            c("x.example", "b"),
+            c("gone.example", "g"),
+        ];
+        let new = [
+            c("default", "a"),
+            c("x.example", "B"),
+            c("new.example", "n"),
+        ];
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            cert_changes(&old, &new),
+            [
+                ("x.example".to_string(), s("b"), s("B")),
+                ("new.example".to_string(), None, s("n")),
+                ("gone.example".to_string(), s("g"), None),
+            ]
+        );
+        assert!(cert_changes(&old, &old).is_empty());
+    }
 }
