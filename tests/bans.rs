@@ -10,6 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::curl::{admin, post_from as post};
 use common::proc::Proc;
 use common::{event, Client, Fixture, Proto};
 use serde_json::json;
@@ -17,44 +18,6 @@ use serde_json::json;
 const BANS: &str = "[guard.anomaly]\n\
     [guard.bans]\nttl_s = 2\nmax_ttl_s = 8\nforget_s = 120\n\
     [guard.behaviour]\nwindow_s = 60\nmax_client_errors = 5\nmax_unknown_sites = 2\n";
-
-/// curl from `from` posting `body`; returns (exit code, HTTP status or "000").
-fn post(fx: &Fixture, p: &Proc, from: &str, body: &str) -> (i32, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-        ])
-        .args(["--interface", from, "--cacert"])
-        .arg(fx.dir.path().join("tls/ca.pem"))
-        .args(["-H", "content-type: application/json"])
-        .args(["-H", "Origin: https://shop.example"])
-        .args(["--data-binary", body])
-        .arg(format!("https://localhost:{}/v1/events", p.public.port()))
-        .output()
-        .unwrap();
-    let code = String::from_utf8(out.stdout).unwrap();
-    (out.status.code().unwrap_or(-1), code)
-}
-
-fn admin(p: &Proc, method: &str, path: &str) -> (String, serde_json::Value) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", method])
-        .arg(format!("http://{}{path}", p.admin.unwrap()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (
-        code.to_owned(),
-        serde_json::from_str(body).unwrap_or_default(),
-    )
-}
 
 fn scrape(p: &Proc) -> String {
     let out = Command::new("curl")

@@ -178,18 +178,7 @@ async fn suppressed_subjects_are_dropped_at_the_edge() {
     assert_eq!(suppressed, 1);
 }
 
-async fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    (status, out)
-}
+use common::admin_call as admin;
 
 #[tokio::test]
 async fn key_rotation_takes_effect_on_reload() {

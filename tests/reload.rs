@@ -18,18 +18,7 @@ fn file_hash(fx: &Fixture) -> String {
     sha256_hex(&std::fs::read(fx.config_path()).unwrap())
 }
 
-/// `method path` on the admin listener over plain HTTP/1.1: (status, whole response).
-async fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    (out[9..12].parse().unwrap(), out)
-}
+use common::admin_call as admin;
 
 #[tokio::test]
 async fn editing_the_config_or_a_file_it_names_reloads_without_a_signal() {

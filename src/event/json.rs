@@ -7,8 +7,9 @@
 //! duplicate is a protocol fact the anomaly engine scores (CRS 920700-style).
 
 use std::cell::RefCell;
-use std::fmt::{self, Write};
+use std::fmt;
 
+use super::strings::{path_of, Step};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
@@ -40,37 +41,17 @@ pub fn parse(text: &str) -> serde_json::Result<(Value, Parsed)> {
     Ok((value, parsed))
 }
 
-/// One step of a path, collected innermost first.
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
 /// A value found deep in the body. Its path is built only for what is marked, on the way back up: each
-/// enclosing object or array appends its step to the marks made while its child was parsed, so an
-/// unmarked value costs no path work at all.
+/// enclosing object or array appends its step (innermost first) to the marks made while its child was
+/// parsed, so an unmarked value costs no path work at all.
 struct Marked {
-    reversed: Vec<Step>,
+    reversed: Vec<Step<String>>,
     value: String,
 }
 
 impl Marked {
     fn path(&self) -> String {
-        let mut path = String::with_capacity(32);
-        for step in self.reversed.iter().rev() {
-            match step {
-                Step::Key(k) => {
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(k);
-                }
-                Step::Index(i) => {
-                    let _ = write!(path, "[{i}]");
-                }
-            }
-        }
-        path
+        path_of(self.reversed.iter().rev())
     }
 }
 
@@ -96,7 +77,7 @@ impl State {
     }
 
     /// Appends `step` to every mark made since `before`.
-    fn unwind(&self, before: Before, step: impl Fn() -> Step) {
+    fn unwind(&self, before: Before, step: impl Fn() -> Step<String>) {
         let mut scan = self.scan.borrow_mut();
         for m in &mut scan[before.scan..] {
             m.reversed.push(step());

@@ -18,15 +18,17 @@ pub(crate) fn scannable(object: &Map<String, Value>) -> Vec<(String, String)> {
     out
 }
 
-/// One step of a JSON path.
+/// One step of a JSON path; `K` is a borrowed or an owned key.
 #[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a str),
+pub(crate) enum Step<K> {
+    Key(K),
     Index(usize),
 }
 
-/// `cart.items[0].name` from its steps.
-fn path_of(steps: &[Step<'_>]) -> String {
+/// `cart.items[0].name` from its steps, outermost first.
+pub(crate) fn path_of<'s, K: AsRef<str> + 's>(
+    steps: impl IntoIterator<Item = &'s Step<K>>,
+) -> String {
     let mut path = String::with_capacity(32);
     for step in steps {
         match step {
@@ -34,7 +36,7 @@ fn path_of(steps: &[Step<'_>]) -> String {
                 if !path.is_empty() {
                     path.push('.');
                 }
-                path.push_str(k);
+                path.push_str(k.as_ref());
             }
             Step::Index(i) => {
                 let _ = write!(path, "[{i}]");
@@ -46,7 +48,7 @@ fn path_of(steps: &[Step<'_>]) -> String {
 
 fn collect<'a>(
     object: &'a Map<String, Value>,
-    steps: &mut Vec<Step<'a>>,
+    steps: &mut Vec<Step<&'a str>>,
     out: &mut Vec<(String, String)>,
 ) {
     for (key, value) in object {
@@ -56,9 +58,11 @@ fn collect<'a>(
     }
 }
 
-fn walk<'a>(value: &'a Value, steps: &mut Vec<Step<'a>>, out: &mut Vec<(String, String)>) {
+fn walk<'a>(value: &'a Value, steps: &mut Vec<Step<&'a str>>, out: &mut Vec<(String, String)>) {
     match value {
-        Value::String(s) if needs_scan(s.as_bytes()) => out.push((path_of(steps), s.clone())),
+        Value::String(s) if needs_scan(s.as_bytes()) => {
+            out.push((path_of(steps.iter()), s.clone()))
+        }
         Value::String(_) => {}
         Value::Object(o) => collect(o, steps, out),
         Value::Array(items) => {
