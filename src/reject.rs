@@ -16,7 +16,9 @@ pub enum Reject {
     PlainHttp,
     #[error("content type must be application/json or text/plain")]
     UnsupportedMediaType,
-    #[error("the {header} header is ambiguous: repeated, or Content-Length beside Transfer-Encoding")]
+    #[error(
+        "the {header} header is ambiguous: repeated, or Content-Length beside Transfer-Encoding"
+    )]
     AmbiguousRequest { header: &'static str },
     #[error("body exceeds the configured limit")]
     BodyTooLarge,

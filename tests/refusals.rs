@@ -49,7 +49,11 @@ fn curl_rounds(fx: &Fixture, p: &Proc, proto: &str, rounds: usize) -> BTreeMap<S
     }
     let cfg_path = dir.join("curl.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let out = Command::new("curl").arg("-K").arg(&cfg_path).output().unwrap();
+    let out = Command::new("curl")
+        .arg("-K")
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
     let mut seen = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         *seen.entry(line.to_owned()).or_insert(0) += 1;
@@ -68,7 +72,11 @@ fn every_refusal_arrives(proto: &str) {
         .map(|c| (format!("{} {} 0", c.4, c.4), rounds))
         .collect();
     assert_eq!(seen, want, "{proto}: (expected, got, curl exit) → count");
-    eprintln!("{proto}: {} requests in {:?}", 4 * rounds, started.elapsed());
+    eprintln!(
+        "{proto}: {} requests in {:?}",
+        4 * rounds,
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -110,9 +118,15 @@ fn curl_repeated_singletons_are_ambiguous() {
         ),
         (
             "origin",
-            ["Origin: https://shop.example", "Origin: https://evil.example"],
+            [
+                "Origin: https://shop.example",
+                "Origin: https://evil.example",
+            ],
         ),
-        ("authorization", ["Authorization: Bearer a", "Authorization: Bearer b"]),
+        (
+            "authorization",
+            ["Authorization: Bearer a", "Authorization: Bearer b"],
+        ),
     ];
     for proto in ["--http2", "--http1.1"] {
         for (name, pair) in &repeats {
@@ -136,12 +150,13 @@ async fn raw_exchange(fx: &Fixture, p: &Proc, request: &[u8]) -> String {
     tls.write_all(request).await.unwrap();
     tls.flush().await.unwrap();
     let mut got = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tls.read_to_end(&mut got),
-    )
-    .await;
-    assert!(read.is_ok(), "connection not closed: {}", String::from_utf8_lossy(&got));
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok(),
+        "connection not closed: {}",
+        String::from_utf8_lossy(&got)
+    );
     String::from_utf8_lossy(&got).into_owned()
 }
 
@@ -173,19 +188,49 @@ async fn smuggling_probes_get_one_answer() {
     let probes = [
         // hyper drops Content-Length beside chunked, reads the chunked body (empty: 400 invalid_json) and
         // closes the connection after answering, so the request after it is never read.
-        ("CL.TE", "Content-Length: 40\r\nTransfer-Encoding: chunked\r\n", chunk, "400"),
-        ("TE.CL", "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", chunk, "400"),
+        (
+            "CL.TE",
+            "Content-Length: 40\r\nTransfer-Encoding: chunked\r\n",
+            chunk,
+            "400",
+        ),
+        (
+            "TE.CL",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            chunk,
+            "400",
+        ),
         // Two different lengths: hyper's parser answers 400 itself.
-        ("CL.CL", "Content-Length: 0\r\nContent-Length: 5\r\n", "", "400"),
-        ("Host.Host", "Host: evil.example\r\nContent-Length: 0\r\n", "", "400"),
+        (
+            "CL.CL",
+            "Content-Length: 0\r\nContent-Length: 5\r\n",
+            "",
+            "400",
+        ),
+        (
+            "Host.Host",
+            "Host: evil.example\r\nContent-Length: 0\r\n",
+            "",
+            "400",
+        ),
         // obs-fold: a header line starting with whitespace continues the previous one.
-        ("obs-fold", "Content-Length: 0\r\nX-Fold: a\r\n b\r\n", "", "400"),
+        (
+            "obs-fold",
+            "Content-Length: 0\r\nX-Fold: a\r\n b\r\n",
+            "",
+            "400",
+        ),
         ("TE not chunked", "Transfer-Encoding: gzip\r\n", "", "400"),
-        ("TE obfuscated", "Transfer-Encoding: xchunked\r\n", chunk, "400"),
+        (
+            "TE obfuscated",
+            "Transfer-Encoding: xchunked\r\n",
+            chunk,
+            "400",
+        ),
     ];
     for (name, head, body, want) in probes {
         // One answer, then the server closes: what follows the probe is never read as a request.
-            let answer = raw_exchange(&fx, &p, &probe(head, body)).await;
+        let answer = raw_exchange(&fx, &p, &probe(head, body)).await;
         assert_eq!(statuses(&answer).len(), 1, "{name}: {answer}");
         assert!(statuses(&answer)[0].starts_with(want), "{name}: {answer}");
         if name.starts_with("Host") {

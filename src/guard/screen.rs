@@ -132,7 +132,8 @@ pub fn unambiguous(headers: &HeaderMap) -> Result<(), Reject> {
             });
         }
     }
-    if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING)
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
     {
         return Err(Reject::AmbiguousRequest {
             header: "transfer-encoding",
@@ -216,8 +217,14 @@ mod tests {
         let one = |name: HeaderName| {
             let mut h = HeaderMap::new();
             h.insert(name.clone(), HeaderValue::from_static("a"));
-            h.append(header::REFERER, HeaderValue::from_static("https://a.example/"));
-            h.append(header::REFERER, HeaderValue::from_static("https://b.example/"));
+            h.append(
+                header::REFERER,
+                HeaderValue::from_static("https://a.example/"),
+            );
+            h.append(
+                header::REFERER,
+                HeaderValue::from_static("https://b.example/"),
+            );
             h
         };
         for name in UNAMBIGUOUS {
@@ -233,7 +240,10 @@ mod tests {
             assert_eq!(static_name(&name), name.as_str());
         }
         let mut h = one(header::CONTENT_LENGTH);
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         let refused = unambiguous(&h).unwrap_err();
         assert_eq!(refused.reason(), "ambiguous_request");
         assert_eq!(refused.status().as_u16(), 400);

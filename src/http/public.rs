@@ -91,7 +91,10 @@ pub async fn handle(
         cors::grant(&mut res, origin.as_deref());
     }
     let h = res.headers_mut();
-    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
     if h1 && !drained {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
