@@ -16,6 +16,10 @@ pub enum Reject {
     PlainHttp,
     #[error("content type must be application/json or text/plain")]
     UnsupportedMediaType,
+    #[error(
+        "the {header} header is ambiguous: repeated, or Content-Length beside Transfer-Encoding"
+    )]
+    AmbiguousRequest { header: &'static str },
     #[error("body exceeds the configured limit")]
     BodyTooLarge,
     #[error("body not received in time")]
@@ -78,6 +82,7 @@ impl Reject {
         "method_not_allowed",
         "plain_http",
         "unsupported_media_type",
+        "ambiguous_request",
         "body_too_large",
         "body_timeout",
         "body_incomplete",
@@ -112,6 +117,7 @@ impl Reject {
             Reject::MethodNotAllowed { .. } => "method_not_allowed",
             Reject::PlainHttp => "plain_http",
             Reject::UnsupportedMediaType => "unsupported_media_type",
+            Reject::AmbiguousRequest { .. } => "ambiguous_request",
             Reject::BodyTooLarge => "body_too_large",
             Reject::BodyTimeout => "body_timeout",
             Reject::BodyIncomplete => "body_incomplete",
@@ -158,6 +164,7 @@ impl Reject {
             Reject::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reject::SpoolFull | Reject::SpoolUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::InvalidUtf8
+            | Reject::AmbiguousRequest { .. }
             | Reject::BodyIncomplete
             | Reject::InvalidJson { .. }
             | Reject::TooDeep { .. }
@@ -264,7 +271,8 @@ impl Reject {
         if let Reject::MethodNotAllowed { allow } = &self {
             h.insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
-        if self == Reject::PlainHttp {
+        // After an ambiguous head nobody knows where the next request starts: the connection ends here.
+        if matches!(self, Reject::PlainHttp | Reject::AmbiguousRequest { .. }) {
             h.insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
@@ -291,6 +299,7 @@ mod tests {
             Reject::MethodNotAllowed { allow: "POST" },
             Reject::PlainHttp,
             Reject::UnsupportedMediaType,
+            Reject::AmbiguousRequest { header: "host" },
             Reject::BodyTooLarge,
             Reject::BodyTimeout,
             Reject::BodyIncomplete,

@@ -119,18 +119,15 @@ fn server_side_callers_need_the_bearer_secret() {
         let seen = curl(&fx, p.public, &[proto, "-H", &basic], &body);
         assert_refused(&seen, 401, "credential_invalid", "not a bearer");
         let seen = curl(&fx, p.public, &[proto, "-H", &right, "-H", &right], &body);
-        assert_refused(
-            &seen,
-            401,
-            "credential_invalid",
-            "two Authorization headers",
-        );
+        // Refused before access is asked: a repeated singleton header is ambiguous.
+        assert_refused(&seen, 400, "ambiguous_request", "two Authorization headers");
         let ok = curl(&fx, p.public, &[proto, "-H", &right], &body);
         assert_eq!(ok.status, 204, "right bearer: {}", ok.json);
     }
     let m = metrics(p.admin.unwrap());
     assert_eq!(rejections(&m, "credential_missing"), 2);
-    assert_eq!(rejections(&m, "credential_invalid"), 8);
+    assert_eq!(rejections(&m, "credential_invalid"), 6);
+    assert_eq!(rejections(&m, "ambiguous_request"), 2);
     assert_eq!(rejections(&m, "network_not_allowed"), 0);
     assert!(!m.contains(SERVER_SECRET), "the secret is in /metrics");
     p.signal("TERM");

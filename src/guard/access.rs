@@ -127,7 +127,8 @@ impl Caller {
     }
 }
 
-/// Reads the access-relevant headers. A malformed or repeated `Authorization` header is refused here.
+/// Reads the access-relevant headers. A malformed or repeated `Authorization` header is refused here (a
+/// repeated one reaches this only from unit tests: `screen::unambiguous` refuses it first with `400`).
 pub fn caller(headers: &HeaderMap, ip: IpAddr) -> Result<Caller, Reject> {
     let bearer = bearer(headers)?;
     let ip = ip.to_canonical();

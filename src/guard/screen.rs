@@ -4,6 +4,8 @@
 //! abnormal headers from [`header_facts`]) go through the [`anomaly`](super::anomaly) engine, with the event's
 //! `site` for per-tenant exclusions, before validation can drop anything. An event whose enforced score reaches
 //! the threshold refuses the whole request (`403 anomaly_detected`); hits are counted by family either way.
+//! Before all that, [`unambiguous`] refuses outright (`400 ambiguous_request`) what two parsers could read two
+//! ways: repeated singleton headers and `Content-Length` beside `Transfer-Encoding`.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
@@ -107,6 +109,49 @@ pub fn header_facts(headers: &HeaderMap) -> ProtocolFacts<'static> {
     }
 }
 
+/// The headers a request may carry at most once, refused outright when repeated (Referer and User-Agent,
+/// also singletons, are only scored by [`header_facts`]).
+const UNAMBIGUOUS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::ORIGIN,
+    header::AUTHORIZATION,
+];
+
+/// Refuses a request two parsers could read two ways, before any route sees it: a repeated Content-Type,
+/// Content-Length, Host, Origin or Authorization, or `Content-Length` beside `Transfer-Encoding`
+/// (`400 ambiguous_request` naming the header). hyper's HTTP/1.1 parser already drops `Content-Length` when
+/// `Transfer-Encoding` is present (and closes the connection after the answer); HTTP/2 forbids
+/// `Transfer-Encoding`. The second check is for whatever codec comes next.
+pub fn unambiguous(headers: &HeaderMap) -> Result<(), Reject> {
+    for name in &UNAMBIGUOUS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(Reject::AmbiguousRequest {
+                header: static_name(name),
+            });
+        }
+    }
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return Err(Reject::AmbiguousRequest {
+            header: "transfer-encoding",
+        });
+    }
+    Ok(())
+}
+
+fn static_name(name: &HeaderName) -> &'static str {
+    match *name {
+        header::CONTENT_TYPE => "content-type",
+        header::CONTENT_LENGTH => "content-length",
+        header::HOST => "host",
+        header::ORIGIN => "origin",
+        _ => "authorization",
+    }
+}
+
 /// Scores each event of the request (the request's facts with the first); refuses the request at the first
 /// blocked event.
 pub fn admit(
@@ -166,6 +211,43 @@ fn decide(engine: &Engine, guard: &GuardMetrics, verdict: &Verdict) {
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+
+    #[test]
+    fn repeated_singletons_and_two_lengths_are_ambiguous() {
+        let one = |name: HeaderName| {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("a"));
+            h.append(
+                header::REFERER,
+                HeaderValue::from_static("https://a.example/"),
+            );
+            h.append(
+                header::REFERER,
+                HeaderValue::from_static("https://b.example/"),
+            );
+            h
+        };
+        for name in UNAMBIGUOUS {
+            let mut h = one(name.clone());
+            assert_eq!(unambiguous(&h), Ok(()), "{name} once");
+            h.append(name.clone(), HeaderValue::from_static("b"));
+            assert_eq!(
+                unambiguous(&h),
+                Err(Reject::AmbiguousRequest {
+                    header: static_name(&name)
+                })
+            );
+            assert_eq!(static_name(&name), name.as_str());
+        }
+        let mut h = one(header::CONTENT_LENGTH);
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        let refused = unambiguous(&h).unwrap_err();
+        assert_eq!(refused.reason(), "ambiguous_request");
+        assert_eq!(refused.status().as_u16(), 400);
+    }
 
     #[test]
     fn header_facts_count_what_is_abnormal() {

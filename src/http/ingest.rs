@@ -17,9 +17,8 @@ use crate::reject::Reject;
 use crate::spool::SpoolError;
 
 /// `application/json`, or `text/plain` as `navigator.sendBeacon` sends strings; parameters are ignored.
-fn content_type_ok(req: &Request<Incoming>) -> bool {
-    let Some(value) = req
-        .headers()
+fn content_type_ok(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     else {
@@ -56,23 +55,36 @@ struct Tally<'a> {
     accepted: u64,
 }
 
-/// `POST /v1/events`: the media type, then the body within its bounds, then [`accept`].
+/// The body's `Content-Length`, when declared.
+pub(super) fn declared_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}
+
+/// What `POST /v1/events` refuses before reading the body: the media type, then a declared length over
+/// `max_body_bytes`. The caller drains the body before answering ([`body::discard`]).
+pub(super) fn before_body(headers: &HeaderMap, max_body_bytes: usize) -> Result<(), Reject> {
+    if !content_type_ok(headers) {
+        return Err(Reject::UnsupportedMediaType);
+    }
+    if declared_len(headers).is_some_and(|n| n > max_body_bytes as u64) {
+        return Err(Reject::BodyTooLarge);
+    }
+    Ok(())
+}
+
+/// `POST /v1/events`, once [`before_body`] passed: the body within its bounds, then [`accept`].
 pub(super) async fn post(
     req: Request<Incoming>,
     ctx: &Ctx,
     meta: ConnMeta,
 ) -> Result<Resp, Reject> {
-    if !content_type_ok(&req) {
-        return Err(Reject::UnsupportedMediaType);
-    }
     let snap = ctx.config.load_full();
     let (parts, incoming) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    // Every refusal waits until the body is read: answering an HTTP/2 stream early resets it, which curl
-    // reports as a framing error instead of the 401.
+    let declared = declared_len(&parts.headers);
+    // Every refusal past this point waits until the body is read: answering an HTTP/2 stream early resets
+    // it, which curl reports as a framing error instead of the 401.
     let bytes = body::read(
         incoming,
         declared,

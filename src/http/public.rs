@@ -4,6 +4,11 @@
 //! client can fix and resend the request without creating duplicates. A route with lists
 //! (`[guard.lists.routes]`, [`lists::check_route`]) answers only clients they admit, before anything else
 //! of the request is read; the rest get `403 route_network_not_allowed`.
+//!
+//! What can be decided from the head alone is decided first, in [`handle`]: ban, route lists, an ambiguous
+//! head ([`screen::unambiguous`], `400 ambiguous_request`), route and method, and for `POST /v1/events` the
+//! media type and a declared length over the limit. Such a refusal drains the body before it answers
+//! ([`body::discard`]), so that it reaches HTTP/2 clients instead of a stream reset.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,14 +16,14 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request, StatusCode, Version};
 
-use super::{cors, ingest, json, pixel, Resp};
+use super::{body, cors, ingest, json, pixel, Resp};
 use crate::app::Ctx;
 use crate::config::Snapshot;
 use crate::guard::behaviour::Signal;
 use crate::guard::connmeta::ConnMeta;
-use crate::guard::lists;
+use crate::guard::{lists, screen};
 use crate::reject::Reject;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
@@ -45,19 +50,28 @@ pub async fn handle(
     };
     let client = meta.request_client(req.headers(), &snap.trusted_proxies);
     let now = tokio::time::Instant::now().into_std();
-    let admitted = ctx
-        .jail
-        .check(client, now)
-        .and_then(|()| lists::check_route(client, req.uri().path(), &snap.route_lists));
     // The cross-origin grant of an answer on the event route, decided before the request is consumed.
     let cors = (route == "events" && req.method() != Method::OPTIONS).then(|| {
         cors::origin(req.headers())
             .and_then(|o| cors::allowed(o, &snap.tenants))
             .map(str::to_owned)
     });
-    let result = match admitted {
-        Ok(()) => dispatch(req, &ctx, &snap, meta).await,
-        Err(refused) => Err(refused),
+    let h1 = req.version() < Version::HTTP_2;
+    // Everything decided before the body is read; a refusal here drains the body before answering.
+    let decided = ctx
+        .jail
+        .check(client, now)
+        .and_then(|()| lists::check_route(client, req.uri().path(), &snap.route_lists))
+        .and_then(|()| screen::unambiguous(req.headers()))
+        .and_then(|()| Route::of(&req, &snap));
+    let (result, drained) = match decided {
+        Ok(to) => (serve(to, req, &ctx, &snap, meta).await, true),
+        Err(refused) => {
+            let budget = DISCARD_FACTOR * snap.limits.max_body_bytes;
+            let within = snap.timeouts.body_read.min(body::DISCARD_WITHIN);
+            let drained = body::discard(req.into_body(), budget, within).await;
+            (Err(refused), drained)
+        }
     };
     let mut res = match result {
         Ok(res) => res,
@@ -76,10 +90,14 @@ pub async fn handle(
     if let Some(origin) = cors {
         cors::grant(&mut res, origin.as_deref());
     }
-    res.headers_mut().insert(
+    let h = res.headers_mut();
+    h.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static(HSTS),
     );
+    if h1 && !drained {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     ctx.metrics
         .request_seconds
         .with_label_values(&[route])
@@ -91,34 +109,59 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn dispatch(
+/// A refused body is drained up to this many times `max_body_bytes`: every body the limit admits drains,
+/// and so does one declared up to twice the limit (the usual `413`), before the answer goes out.
+const DISCARD_FACTOR: usize = 2;
+
+/// Where a request goes, decided from its head alone: route, method and what the route checks before
+/// reading a body.
+enum Route {
+    Events,
+    Preflight,
+    Pixel,
+    Script,
+    Health,
+}
+
+impl Route {
+    fn of(req: &Request<Incoming>, snap: &Snapshot) -> Result<Route, Reject> {
+        let script = snap.beacon.script_path.as_str();
+        match (req.uri().path(), req.method()) {
+            ("/v1/events", &Method::POST) => {
+                ingest::before_body(req.headers(), snap.limits.max_body_bytes)?;
+                Ok(Route::Events)
+            }
+            ("/v1/events", &Method::OPTIONS) => Ok(Route::Preflight),
+            ("/v1/events", _) => Err(Reject::MethodNotAllowed {
+                allow: "POST, OPTIONS",
+            }),
+            (PIXEL, &Method::GET) => Ok(Route::Pixel),
+            (PIXEL, _) => Err(Reject::MethodNotAllowed { allow: "GET" }),
+            (p, &Method::GET | &Method::HEAD) if p == script => Ok(Route::Script),
+            (p, _) if p == script => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
+            ("/healthz", &Method::GET | &Method::HEAD) => Ok(Route::Health),
+            ("/healthz", _) => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
+            _ => Err(Reject::NotFound),
+        }
+    }
+}
+
+async fn serve(
+    to: Route,
     req: Request<Incoming>,
     ctx: &Ctx,
     snap: &Snapshot,
     meta: ConnMeta,
 ) -> Result<Resp, Reject> {
-    match (req.uri().path(), req.method()) {
-        ("/v1/events", &Method::POST) => ingest::post(req, ctx, meta).await,
-        ("/v1/events", &Method::OPTIONS) => {
+    match to {
+        Route::Events => ingest::post(req, ctx, meta).await,
+        Route::Preflight => {
             let res = cors::preflight(req.headers(), &snap.tenants);
             ctx.metrics.preflight(res.status());
             Ok(res)
         }
-        ("/v1/events", _) => Err(Reject::MethodNotAllowed {
-            allow: "POST, OPTIONS",
-        }),
-        (PIXEL, &Method::GET) => pixel::get(req, ctx, snap, meta).await,
-        (PIXEL, _) => Err(Reject::MethodNotAllowed { allow: "GET" }),
-        (p, &Method::GET | &Method::HEAD) if p == snap.beacon.script_path => {
-            Ok(ctx.script.serve(req.headers()))
-        }
-        (p, _) if p == snap.beacon.script_path => {
-            Err(Reject::MethodNotAllowed { allow: "GET, HEAD" })
-        }
-        ("/healthz", &Method::GET | &Method::HEAD) => {
-            Ok(json(StatusCode::OK, r#"{"status":"ok"}"#))
-        }
-        ("/healthz", _) => Err(Reject::MethodNotAllowed { allow: "GET, HEAD" }),
-        _ => Err(Reject::NotFound),
+        Route::Pixel => pixel::get(req, ctx, snap, meta).await,
+        Route::Script => Ok(ctx.script.serve(req.headers())),
+        Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
     }
 }
