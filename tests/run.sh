@@ -2,7 +2,7 @@
 # The whole test suite on a fresh Debian 12 machine that has only the Rust toolchain:
 # installs the tools the tests drive for real (openssl's s_client for TLS version probes, npm to fetch the
 # CC0 GeoIP database the geo tests read, clickhouse-server and nats-server for the storage-tier sinks,
-# prometheus and promtool for the operator surface, chromium and chromedriver for the browser path, slowhttptest for slow clients), then
+# prometheus and promtool for the operator surface, chromium and chromedriver for the browser path, slowhttptest for slow clients, testssl.sh for the TLS audit), then
 # runs every test target. Servers the tests start are bound
 # to 127.0.0.1 on port 0 and stopped by PID.
 set -euo pipefail
@@ -22,6 +22,8 @@ have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 # slowhttptest: tests/slow.rs plays slowloris and a slow body against the TLS listener.
 have slowhttptest || missing+=(slowhttptest)
+# testssl.sh: tests/tls_scan.rs audits the TLS listener with a third-party scanner.
+have testssl || missing+=(testssl.sh)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -19,9 +19,13 @@ pub const DEV_RENEW_BEFORE_S: i64 = 7 * 86_400;
 /// The development CA's common name: the mark of a certificate Tollgate generated.
 pub const DEV_CA_CN: &str = "Tollgate development CA";
 
-/// Whether `facts` describe a generated development leaf that must be made anew at `now` (Unix seconds).
+/// Whether `facts` describe a generated development leaf that must be made anew at `now` (Unix seconds):
+/// expiring within [`DEV_RENEW_BEFORE_S`], or living past [`DEV_VALIDITY_DAYS`] from now (one that Tollgate
+/// before 0.2 generated, valid until 4096, which scanners rightly flag).
 pub fn needs_renewal(facts: &Facts, now: i64) -> bool {
-    facts.issuer_cn.as_deref() == Some(DEV_CA_CN) && facts.not_after - now < DEV_RENEW_BEFORE_S
+    let left = facts.not_after - now;
+    facts.issuer_cn.as_deref() == Some(DEV_CA_CN)
+        && (left < DEV_RENEW_BEFORE_S || left > (DEV_VALIDITY_DAYS + 1) * 86_400)
 }
 
 /// The default certificate: the files when present (and, with `dev_self_signed`, still fresh), else a generated
@@ -177,6 +181,12 @@ mod tests {
         assert!(!needs_renewal(&f, NOW));
         assert!(needs_renewal(&f, f.not_after - DEV_RENEW_BEFORE_S + 1));
         assert!(needs_renewal(&f, f.not_after + 1));
+        // what an older Tollgate generated: valid until 4096
+        let old = Facts {
+            not_after: 66_850_355_200,
+            ..f.clone()
+        };
+        assert!(needs_renewal(&old, NOW));
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's suite order wins (every suite offered is an AEAD one; scanners such as testssl.sh flag a
+    // server that lets the client choose).
+    config.ignore_client_order = true;
     Ok(config)
 }
 
