@@ -25,7 +25,7 @@ pub const DEV_CA_CN: &str = "Tollgate development CA";
 pub fn needs_renewal(facts: &Facts, now: i64) -> bool {
     let left = facts.not_after - now;
     facts.issuer_cn.as_deref() == Some(DEV_CA_CN)
-        && (left < DEV_RENEW_BEFORE_S || left > (DEV_VALIDITY_DAYS + 1) * 86_400)
+        && !(DEV_RENEW_BEFORE_S..=(DEV_VALIDITY_DAYS + 1) * 86_400).contains(&left)
 }
 
 /// The default certificate: the files when present (and, with `dev_self_signed`, still fresh), else a generated
