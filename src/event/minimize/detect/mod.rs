@@ -17,9 +17,24 @@
 //! number of times per scanner: O(n) for the five, and the output is at most a constant factor longer than the
 //! input. Text without an ASCII digit or `@` holds no kind and comes back borrowed after one byte scan; nothing
 //! allocates unless an enabled kind is found.
+//!
+//! Compatibility forms: the scanners read the NFKC form of the text ([`nfkc`]), so what Japanese and Chinese
+//! input methods type — full-width digits and letters (`４１１１`, `ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ`), the
+//! ideographic space as a separator — and circled, superscript or mathematical digits are caught like their
+//! ASCII forms. What is stored for a redacted value is its NFKC form with the findings replaced: NFKC is the
+//! canonical form of exactly these variants (`Ｔシャツ` → `Tシャツ`, half-width katakana → full-width, `ﬁ` →
+//! `fi`), so nothing an analyst groups or searches by is lost, and one spelling is stored for what readers see
+//! as one text. ASCII is its own NFKC form, and text the quick check finds already normalised is not copied:
+//! only text that actually holds compatibility forms pays for a normalised copy. Redacted output is NFKC too,
+//! so redacting twice still changes nothing.
+//!
+//! `truncate:N` ([`truncate`]) redacts the whole value first, then cuts on a char boundary and never inside a
+//! `[redacted:…]` marker, so no cut leaves a partial address the scanners would no longer recognise.
 
 use std::borrow::Cow;
 use std::ops::Range;
+
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 mod card;
 mod email;
@@ -145,19 +160,77 @@ const SCANNERS: [(DetectorKind, Scan); 5] = [
     (DetectorKind::Phone, phone::scan),
 ];
 
-/// `text` with every detected span replaced by `[redacted:<label>]`. Borrowed (no allocation) when nothing was
-/// found.
+/// `text` in NFKC, the form the scanners and e-mail hashing read. Borrowed when it is ASCII (its own NFKC form)
+/// or the quick check finds it already normalised; one pass over the bytes for ASCII.
+pub fn nfkc(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.nfkc().collect())
+    }
+}
+
+/// The NFKC form of `text` with every detected span replaced by `[redacted:<label>]`. Borrowed (no allocation)
+/// when the text is already NFKC and nothing was found.
 pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<'a, str> {
     // Kinds after the last enabled one cannot change the result: skip them.
     let Some(last) = SCANNERS.iter().rposition(|(k, _)| detectors.is_enabled(*k)) else {
         return Cow::Borrowed(text);
     };
+    let text = nfkc(text);
+    match replace(&text, &SCANNERS[..=last], detectors, hits) {
+        Some(out) => Cow::Owned(out),
+        None => text,
+    }
+}
+
+/// `truncate:N`: redacts `text`, keeps its first `chars` characters without splitting a marker, and redacts
+/// what is kept again, since a cut can shorten a long digit run into a phone-sized one. When that second pass
+/// replaces something, the result is cut again; text a few rounds cannot settle is not stored at all.
+pub fn truncate(text: &str, chars: usize, detectors: &Detectors, hits: &mut Hits) -> String {
+    let mut t = redact(text, detectors, hits).into_owned();
+    for _ in 0..4 {
+        let kept = cut(&t, chars);
+        match redact(kept, detectors, hits) {
+            Cow::Borrowed(kept) => return kept.to_owned(),
+            Cow::Owned(again) => t = again,
+        }
+    }
+    String::new()
+}
+
+/// The first `chars` characters of redacted text, cut back to the start of a `[redacted:…]` marker that the
+/// cut would split.
+fn cut(text: &str, chars: usize) -> &str {
+    let Some((end, _)) = text.char_indices().nth(chars) else {
+        return text;
+    };
+    let split = |open: usize| {
+        DetectorKind::ALL.iter().any(|k| {
+            let m = k.marker();
+            text[open..].starts_with(m) && open + m.len() > end
+        })
+    };
+    // A marker holds no `[` after its first byte, so only the last `[` before the cut can open a split one.
+    match text[..end].rfind('[') {
+        Some(open) if split(open) => &text[..open],
+        _ => &text[..end],
+    }
+}
+
+/// Runs `scanners` over NFKC text; the text with the enabled kinds replaced, or `None` if none was found.
+fn replace(
+    text: &str,
+    scanners: &[(DetectorKind, Scan)],
+    detectors: &Detectors,
+    hits: &mut Hits,
+) -> Option<String> {
     if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
-        return Cow::Borrowed(text);
+        return None;
     }
     let mut claimed: Vec<(Range<usize>, DetectorKind)> = Vec::new();
     let (mut found, mut scratch) = (Vec::new(), Vec::new());
-    for &(kind, scan) in &SCANNERS[..=last] {
+    for &(kind, scan) in scanners {
         found.clear();
         let mut from = 0;
         let ends = std::iter::once(text.len()..text.len());
@@ -175,9 +248,7 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
         .iter()
         .filter(|(_, k)| detectors.is_enabled(*k))
         .peekable();
-    if spans.peek().is_none() {
-        return Cow::Borrowed(text);
-    }
+    spans.peek()?;
     let mut out = String::with_capacity(text.len() + 16);
     let mut from = 0;
     for (r, kind) in spans {
@@ -187,7 +258,7 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
         from = r.end;
     }
     out.push_str(&text[from..]);
-    Cow::Owned(out)
+    Some(out)
 }
 
 /// Merges two sorted, disjoint span lists (the new ones lie in the gaps of the old ones) in one pass.
