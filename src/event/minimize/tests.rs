@@ -448,7 +448,10 @@ fn suppression_drops_the_subject_across_rotation() {
 #[test]
 fn suppression_matches_compatibility_forms_of_the_address() {
     let ring = keys("k1");
-    let entry = ring.get("k1").unwrap().tag(super::normalize("ann@example.com").as_bytes());
+    let entry = ring
+        .get("k1")
+        .unwrap()
+        .tag(super::normalize("ann@example.com").as_bytes());
     let mut t = tenant(Profile::builtin_default());
     t.suppression = Suppression::parse(&entry, &ring).unwrap();
     let mut report = Report::default();
@@ -649,7 +652,12 @@ fn leaks(detectors: Detectors, plants: &[Plant], client_ip: IpAddr) -> Option<St
         .to_string();
     let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
     for pl in plants {
-        let as_json = |s: &str| serde_json::to_string(s).unwrap().trim_matches('"').to_string();
+        let as_json = |s: &str| {
+            serde_json::to_string(s)
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        };
         // stored text is NFKC: a compatibility form that slipped through would show as ASCII or as planted
         if out.contains(&as_json(pl.sample))
             || out.contains(&as_json(&pl.planted))

@@ -175,10 +175,19 @@ fn precedence_and_unicode_table() {
 fn compatibility_forms_table() {
     check_table(&[
         ("４１１１ １１１１ １１１１ １１１１", "[redacted:card]"),
-        ("カード番号：４１１１　１１１１　１１１１　１１１１。", "カード番号:[redacted:card]。"),
-        ("ｐａｉｄ ４１１１－１１１１－１１１１－１１１１．", "paid [redacted:card]."),
+        (
+            "カード番号：４１１１　１１１１　１１１１　１１１１。",
+            "カード番号:[redacted:card]。",
+        ),
+        (
+            "ｐａｉｄ ４１１１－１１１１－１１１１－１１１１．",
+            "paid [redacted:card].",
+        ),
         ("ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[redacted:email]"),
-        ("メール：ann＠example.com まで", "メール:[redacted:email] まで"),
+        (
+            "メール：ann＠example.com まで",
+            "メール:[redacted:email] まで",
+        ),
         ("ann﹫example.com", "[redacted:email]"),
         ("電話 ０２０ ７９４６ ０９５８", "電話 [redacted:phone]"),
         ("＋３１　６　１２３４　５６７８", "[redacted:phone]"),
@@ -199,7 +208,10 @@ fn text_already_in_nfkc_is_borrowed() {
     for text in ["Größe 42 – Baumwolle", "Tシャツ", "пример", "🎉 café"] {
         assert!(matches!(nfkc(text), Cow::Borrowed(_)), "{text:?}");
         let mut hits = Hits::default();
-        assert!(matches!(redact(text, &Detectors::all(), &mut hits), Cow::Borrowed(_)));
+        assert!(matches!(
+            redact(text, &Detectors::all(), &mut hits),
+            Cow::Borrowed(_)
+        ));
     }
     assert_eq!(nfkc("ｃａｆé"), "café");
     // decomposed `é` composes: NFKC includes canonical composition
@@ -219,7 +231,11 @@ fn truncate_redacts_first_and_never_splits_a_marker() {
         ("mail ann@example.com", 14, "mail "),
         ("mail ann@example.com", 21, "mail [redacted:email]"),
         ("mail ann@example.com later", 22, "mail [redacted:email] "),
-        ("ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ ｏｋ", 16, "[redacted:email]"),
+        (
+            "ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ ｏｋ",
+            16,
+            "[redacted:email]",
+        ),
         ("card 4111 1111 1111 1111", 12, "card "),
         ("T-shirt Größe 42", 9, "T-shirt G"),
         ("🎉🎉🎉 ok", 2, "🎉🎉"),
@@ -393,7 +409,13 @@ fn planted() -> impl Strategy<Value = (Vec<&'static str>, Vec<String>)> {
     }
     let plain = |f: String| -> String {
         f.chars()
-            .map(|c| if nfkc(c.encode_utf8(&mut [0; 4])).contains(joins) { ' ' } else { c })
+            .map(|c| {
+                if nfkc(c.encode_utf8(&mut [0; 4])).contains(joins) {
+                    ' '
+                } else {
+                    c
+                }
+            })
             .collect()
     };
     let filler = prop::collection::vec("[^0-9@%:.+()\\-]{0,12}".prop_map(plain), 6);
