@@ -254,6 +254,13 @@ fn every_action_on_its_fields() {
         ),
         (
             "page_url",
+            "scrub_url",
+            json!("https://shop.example/ｃ／ann＠example.com？token=s3cret＆utm_source=ｍａｉｌ＃top"),
+            "/page_url",
+            json!("https://shop.example/c/[redacted:email]?utm_source=mail"),
+        ),
+        (
+            "page_url",
             "keep",
             json!("https://shop.example/p?ref=x#a"),
             "/page_url",
