@@ -177,7 +177,16 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
     let Some(last) = SCANNERS.iter().rposition(|(k, _)| detectors.is_enabled(*k)) else {
         return Cow::Borrowed(text);
     };
-    let text = nfkc(text);
+    // The common case in one byte scan: ASCII text (its own NFKC form) without a digit or `@` holds no kind.
+    let first = text.bytes().position(|b| !b.is_ascii() || b.is_ascii_digit() || b == b'@');
+    let Some(first) = first else {
+        return Cow::Borrowed(text);
+    };
+    let text = if text.as_bytes()[first].is_ascii() && text[first..].is_ascii() {
+        Cow::Borrowed(text)
+    } else {
+        nfkc(text)
+    };
     match replace(&text, &SCANNERS[..=last], detectors, hits) {
         Some(out) => Cow::Owned(out),
         None => text,
