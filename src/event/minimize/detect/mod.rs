@@ -6,7 +6,8 @@
 //! A disabled kind is still recognised and left verbatim, so its digits are never re-read as a lower kind.
 //!
 //! Guarantees: a finding is never glued to a letter or digit of any script; slicing happens only at ASCII bytes
-//! or `char_indices` positions, so text around a finding (emoji included) is kept byte for byte and nothing
+//! or `char_indices` positions, so text around a finding (emoji included) is kept byte for byte (in its NFKC
+//! form, below) and nothing
 //! panics; redacting twice changes nothing, because a `[redacted:…]` marker acts on every scanner exactly like
 //! the edge of a claimed span does on the first pass.
 //!
@@ -15,8 +16,8 @@
 //! IPv6) or ends where the next candidate's look-ahead starts (the domain after one `@` stops at the next `@`),
 //! and a rejected token is skipped whole, never re-scanned from inside. So every byte is read a small constant
 //! number of times per scanner: O(n) for the five, and the output is at most a constant factor longer than the
-//! input. Text without an ASCII digit or `@` holds no kind and comes back borrowed after one byte scan; nothing
-//! allocates unless an enabled kind is found.
+//! input. ASCII text without a digit or `@` holds no kind and comes back borrowed after one byte scan; nothing
+//! allocates unless an enabled kind is found or the text holds compatibility forms.
 //!
 //! Compatibility forms: the scanners read the NFKC form of the text ([`nfkc`]), so what Japanese and Chinese
 //! input methods type — full-width digits and letters (`４１１１`, `ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ`), the
@@ -25,7 +26,7 @@
 //! canonical form of exactly these variants (`Ｔシャツ` → `Tシャツ`, half-width katakana → full-width, `ﬁ` →
 //! `fi`), so nothing an analyst groups or searches by is lost, and one spelling is stored for what readers see
 //! as one text. ASCII is its own NFKC form, and text the quick check finds already normalised is not copied:
-//! only text that actually holds compatibility forms pays for a normalised copy. Redacted output is NFKC too,
+//! only text that holds compatibility forms (or combining marks the quick check leaves open) pays for a copy. Redacted output is NFKC too,
 //! so redacting twice still changes nothing.
 //!
 //! `truncate:N` ([`truncate`]) redacts the whole value first, then cuts on a char boundary and never inside a
@@ -178,7 +179,9 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
         return Cow::Borrowed(text);
     };
     // The common case in one byte scan: ASCII text (its own NFKC form) without a digit or `@` holds no kind.
-    let first = text.bytes().position(|b| !b.is_ascii() || b.is_ascii_digit() || b == b'@');
+    let first = text
+        .bytes()
+        .position(|b| !b.is_ascii() || b.is_ascii_digit() || b == b'@');
     let Some(first) = first else {
         return Cow::Borrowed(text);
     };
