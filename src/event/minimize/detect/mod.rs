@@ -7,9 +7,8 @@
 //!
 //! Guarantees: a finding is never glued to a letter or digit of any script; slicing happens only at ASCII bytes
 //! or `char_indices` positions, so text around a finding (emoji included) is kept byte for byte (in its NFKC
-//! form, below) and nothing
-//! panics; redacting twice changes nothing, because a `[redacted:…]` marker acts on every scanner exactly like
-//! the edge of a claimed span does on the first pass.
+//! form, below) and nothing panics; redacting twice changes nothing, because a `[redacted:…]` marker acts on
+//! every scanner exactly like the edge of a claimed span does on the first pass.
 //!
 //! Bounded time, by construction: each scanner is one forward pass, without backtracking. A candidate's
 //! look-ahead is either capped by a constant (20 digits per card window, an IBAN's ≤ 34 characters, 45 for
@@ -26,8 +25,8 @@
 //! canonical form of exactly these variants (`Ｔシャツ` → `Tシャツ`, half-width katakana → full-width, `ﬁ` →
 //! `fi`), so nothing an analyst groups or searches by is lost, and one spelling is stored for what readers see
 //! as one text. ASCII is its own NFKC form, and text the quick check finds already normalised is not copied:
-//! only text that holds compatibility forms (or combining marks the quick check leaves open) pays for a copy. Redacted output is NFKC too,
-//! so redacting twice still changes nothing.
+//! only text that holds compatibility forms (or combining marks the quick check leaves open) pays for a copy.
+//! Redacted output is NFKC too, so redacting twice still changes nothing.
 //!
 //! `truncate:N` ([`truncate`]) redacts the whole value first, then cuts on a char boundary and never inside a
 //! `[redacted:…]` marker, so no cut leaves a partial address the scanners would no longer recognise.
