@@ -391,3 +391,83 @@ fn profile_mistakes_are_config_errors_with_their_paths() {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
 }
+
+/// What Japanese and Chinese input methods type: full-width digits, letters, `＠` and the ideographic space.
+/// The detectors read the NFKC form, so these are stored redacted; a full-width e-mail hashes like its ASCII
+/// form, and `tollgate suppress` prints that same hash; `truncate` redacts before it cuts.
+#[tokio::test]
+async fn compatibility_forms_and_truncate_are_stored_redacted() {
+    let fx = Fixture::new("");
+    let cli = suppress_cli(&fx.config_path(), "ＡＮＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ");
+    fx.edit_config(|t| {
+        t.replace(
+            "[[tenants]]",
+            "[profiles.default.fields]\n\"plan.id\" = \"truncate:14\"\n\n[[tenants]]",
+        )
+    });
+    let running = fx.start().await;
+    let mut c = Client::connect(running.public_addr, &fx.ca_pem, Proto::H1).await;
+    let mut free_text = purchase("wide-text", "someone@example.com");
+    free_text["plan"] = json!({
+        "id": "mail ann@example.com",
+        "name": "カード番号：４１１１　１１１１　１１１１　１１１１、ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ まで",
+    });
+    free_text["cart"] = json!({"value": 10.0, "currency": "EUR", "items": [
+        {"sku": "ｓｋｕ－４１１１１１１１１１１１１１１１", "name": "電話 ０２０ ７９４６ ０９５８", "qty": 1, "price": 10.0}
+    ]});
+    let body = json!([
+        free_text,
+        purchase("wide-mail", "\u{3000}ＡＮＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ"),
+        purchase("ascii-mail", "ann@example.com"),
+    ]);
+    assert_eq!(
+        c.post("application/json", body.to_string()).await.status,
+        204
+    );
+    running.stop().await.unwrap();
+
+    let records = dump(&fx);
+    assert_eq!(records.len(), 3);
+    let by_id = |id: &str| records.iter().find(|r| r["event_id"] == id).unwrap();
+    let text = by_id("wide-text");
+    assert_eq!(
+        text["plan"]["id"], "mail ",
+        "truncate:14 keeps no partial address: {text}"
+    );
+    assert_eq!(
+        text["plan"]["name"],
+        "カード番号:[redacted:card]、[redacted:email] まで"
+    );
+    assert_eq!(text["cart"]["items"][0]["sku"], "sku-[redacted:card]");
+    assert_eq!(text["cart"]["items"][0]["name"], "電話 [redacted:phone]");
+    let stored = json!([text["plan"], text["cart"]["items"]]).to_string();
+    let digits: String = stored.chars().filter(char::is_ascii_digit).collect();
+    for leak in [
+        "4111111111111111",
+        "02079460958",
+        "@",
+        "＠",
+        "ann",
+        "ａｎｎ",
+        "４",
+        "０",
+    ] {
+        assert!(
+            !stored.contains(leak) && !digits.contains(leak),
+            "{leak} in {stored}"
+        );
+    }
+
+    let hash = |id: &str| {
+        by_id(id)["customer"]["email_hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(hash("wide-mail"), hash("ascii-mail"));
+    assert_eq!(
+        cli.trim(),
+        hash("ascii-mail"),
+        "tollgate suppress hashes the same"
+    );
+}

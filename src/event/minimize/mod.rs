@@ -3,6 +3,9 @@
 //! - the raw user agent is never written: only browser family, major version and device class;
 //! - every field gets exactly the action its tenant's profile names ([`policy`]): keep, drop, keyed hash,
 //!   truncate, generalize, scrub_url, redact (the [`detect`] scanners for e-mail, phone, card, IBAN, IP);
+//! - the scanners and the e-mail hash read the NFKC form of the text, so full-width and other compatibility
+//!   forms (`４１１１ …`, `ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ`) are caught and hash like their ASCII forms; a redacted
+//!   value is stored in NFKC form (see [`detect`] for why that loses nothing), and `truncate` redacts first;
 //! - `Sec-GPC: 1`, `DNT: 1` or `"consent": false` switch the event to the tenant's strict profile, which by
 //!   construction keeps no identifier, hashed or not;
 //! - an event whose subject is on the tenant's suppression list is dropped here ([`suppress`]).
@@ -19,7 +22,7 @@ pub mod useragent;
 
 use std::net::IpAddr;
 
-use self::detect::{redact, Hits};
+use self::detect::{redact, truncate, Hits};
 use self::geo::Geo;
 use self::out::Obj;
 use self::policy::{Action, Field, Profile, ACTION_LABELS, FIELD_COUNT};
@@ -79,8 +82,11 @@ impl Report {
     }
 }
 
+/// The form of a value that `hash` and the suppression list key on (and `tollgate suppress` prints): NFKC,
+/// trimmed, lower-cased, so `ＡＮＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ` and `ann@example.com` are one subject. ASCII input
+/// hashes as it always did.
 pub fn normalize(value: &str) -> String {
-    value.trim().to_lowercase()
+    detect::nfkc(value).trim().to_lowercase()
 }
 
 pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outcome {
@@ -217,10 +223,7 @@ impl Writer<'_> {
             Action::Keep => out.str(leaf, suffix, &v),
             Action::Drop => {}
             Action::Hash => out.str(leaf, suffix, &self.key.tag(normalize(&v).as_bytes())),
-            Action::Truncate(n) => {
-                let cut = v.char_indices().nth(n).map_or(v.as_str(), |(i, _)| &v[..i]);
-                out.str(leaf, suffix, &redact(cut, detectors, hits));
-            }
+            Action::Truncate(n) => out.str(leaf, suffix, &truncate(&v, n, detectors, hits)),
             Action::Redact => out.str(leaf, suffix, &redact(&v, detectors, hits)),
             Action::ScrubUrl => out.str(leaf, suffix, &url::scrub_url(&v, self.profile, hits)),
             Action::Prefix(n) => {

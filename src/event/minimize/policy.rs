@@ -96,9 +96,9 @@ impl Field {
 pub enum Action {
     Keep,
     Drop,
-    /// HMAC-SHA256 with the tenant's active key over the trimmed, lower-cased value → `<name>_hash`.
+    /// HMAC-SHA256 with the tenant's active key over the NFKC, trimmed, lower-cased value → `<name>_hash`.
     Hash,
-    /// Keep the first n characters, then run the detectors over them.
+    /// Run the detectors, then keep the first n characters, never splitting a `[redacted:…]` marker.
     Truncate(usize),
     /// Run the detectors and replace what they find.
     Redact,

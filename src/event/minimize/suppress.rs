@@ -1,7 +1,8 @@
 //! suppress: erasure on request. A tenant's suppression file lists hashed subject identifiers
 //! (`<key id>:<hex HMAC of the normalized e-mail>`, one per line, `#` comments), as `tollgate suppress` prints
-//! them. An event whose e-mail hashes to a listed entry under any of the listed key ids is dropped before
-//! minimization, so a person who asked to be forgotten stops flowing in, across key rotations.
+//! them; normalized is [`super::normalize`]: NFKC, trimmed, lower-cased, so a full-width spelling of a listed
+//! address matches too. An event whose e-mail hashes to a listed entry under any of the listed key ids is
+//! dropped before minimization, so a person who asked to be forgotten stops flowing in, across key rotations.
 
 use std::collections::HashSet;
 

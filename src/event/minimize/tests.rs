@@ -254,6 +254,13 @@ fn every_action_on_its_fields() {
         ),
         (
             "page_url",
+            "scrub_url",
+            json!("https://shop.example/ｃ／ann＠example.com？token=s3cret＆utm_source=ｍａｉｌ＃top"),
+            "/page_url",
+            json!("https://shop.example/c/[redacted:email]?utm_source=mail"),
+        ),
+        (
+            "page_url",
             "keep",
             json!("https://shop.example/p?ref=x#a"),
             "/page_url",
@@ -267,6 +274,36 @@ fn every_action_on_its_fields() {
             json!("order 4111 1111 1111 1111"),
             "/event_id",
             json!("order [redacted:card]"),
+        ),
+        // compatibility forms: hashed like their ASCII form, caught by the detectors, stored in NFKC form
+        (
+            "customer.email",
+            "hash",
+            json!("\u{3000}ＡＮＮ＠Ｅｘａｍｐｌｅ．ＣＯＭ "),
+            "/customer/email_hash",
+            json!(k1.tag(b"ann@example.com")),
+        ),
+        (
+            "plan.name",
+            "redact",
+            json!("ｃａｒｄ ４１１１　１１１１　１１１１　１１１１ ｆｏｒ ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+            "/plan/name",
+            json!("card [redacted:card] for [redacted:email]"),
+        ),
+        // truncate redacts first: cutting first would have left `ann@example.c`
+        (
+            "plan.name",
+            "truncate:13",
+            json!("ann@example.com"),
+            "/plan/name",
+            json!(""),
+        ),
+        (
+            "plan.name",
+            "truncate:14",
+            json!("mail ann@example.com"),
+            "/plan/name",
+            json!("mail "),
         ),
         (
             "event_id",
@@ -416,6 +453,28 @@ fn suppression_drops_the_subject_across_rotation() {
 }
 
 #[test]
+fn suppression_matches_compatibility_forms_of_the_address() {
+    let ring = keys("k1");
+    let entry = ring
+        .get("k1")
+        .unwrap()
+        .tag(super::normalize("ann@example.com").as_bytes());
+    let mut t = tenant(Profile::builtin_default());
+    t.suppression = Suppression::parse(&entry, &ring).unwrap();
+    let mut report = Report::default();
+    for email in [
+        "ＡＮＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ",
+        "ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ\u{3000}",
+        "ann﹫example.com",
+        "𝐚𝐧𝐧@example.com",
+    ] {
+        let ev = with("customer.email", json!(email));
+        assert!(run(&t, ev, &client(IP), &mut report).is_none(), "{email}");
+    }
+    assert_eq!(report.suppressed, 4);
+}
+
+#[test]
 fn rotation_changes_the_key_id_of_new_hashes() {
     let mut t = tenant(Profile::builtin_default());
     let mut report = Report::default();
@@ -505,8 +564,29 @@ struct Plant {
     slot: &'static str,
     kind: DetectorKind,
     sample: &'static str,
+    /// The sample as planted: ASCII, or with some characters in a compatibility form (see [`compat`]).
+    planted: String,
     before: String,
     after: String,
+}
+
+/// `sample` with the characters whose bit is set in `mask` replaced by a compatibility form, as Japanese and
+/// Chinese input methods type them: full-width ASCII (U+FF01…), the ideographic space, and for some digits
+/// and `@` the mathematical bold digit or the small commercial at. NFKC maps each back to ASCII.
+fn compat(sample: &str, mask: u64) -> String {
+    let wide = |c: char| char::from_u32(c as u32 - 0x21 + 0xFF01).unwrap();
+    let mut out = String::with_capacity(sample.len() * 3);
+    for (i, c) in sample.chars().enumerate() {
+        out.push(match c {
+            _ if mask & (1 << (i % 64)) == 0 => c,
+            '0'..='9' if i % 3 == 0 => char::from_u32(c as u32 - '0' as u32 + 0x1D7CE).unwrap(),
+            '@' if i % 2 == 0 => '﹫',
+            ' ' => '\u{3000}',
+            '!'..='~' => wide(c),
+            _ => c,
+        });
+    }
+    out
 }
 
 fn plants(kinds: Vec<DetectorKind>) -> impl Strategy<Value = Vec<Plant>> {
@@ -516,13 +596,18 @@ fn plants(kinds: Vec<DetectorKind>) -> impl Strategy<Value = Vec<Plant>> {
         any::<prop::sample::Index>(),
         filler(),
         filler(),
+        prop::option::of(any::<u64>()),
     )
-        .prop_map(|(slot, kind, i, before, after)| Plant {
-            slot,
-            kind,
-            sample: samples(kind)[i.index(samples(kind).len())],
-            before,
-            after,
+        .prop_map(|(slot, kind, i, before, after, mask)| {
+            let sample = samples(kind)[i.index(samples(kind).len())];
+            Plant {
+                slot,
+                kind,
+                sample,
+                planted: mask.map_or_else(|| sample.to_string(), |m| compat(sample, m)),
+                before,
+                after,
+            }
         });
     prop::collection::vec(plant, 1..6)
 }
@@ -530,7 +615,7 @@ fn plants(kinds: Vec<DetectorKind>) -> impl Strategy<Value = Vec<Plant>> {
 fn event_with(plants: &[Plant], client_ip: IpAddr) -> Value {
     let mut ev = base();
     for p in plants {
-        let value = format!("{} {} {}", p.before, p.sample, p.after);
+        let value = format!("{} {} {}", p.before, p.planted, p.after);
         // the raw client IP is planted too, as text a script might copy into an event
         let value = if p.slot == "plan.name" {
             format!("{value} {client_ip}")
@@ -574,9 +659,15 @@ fn leaks(detectors: Detectors, plants: &[Plant], client_ip: IpAddr) -> Option<St
         .to_string();
     let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
     for pl in plants {
-        let raw_json = serde_json::to_string(pl.sample).unwrap();
-        let needle = raw_json.trim_matches('"');
-        if out.contains(needle)
+        let as_json = |s: &str| {
+            serde_json::to_string(s)
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        };
+        // stored text is NFKC: a compatibility form that slipped through would show as ASCII or as planted
+        if out.contains(&as_json(pl.sample))
+            || out.contains(&as_json(&pl.planted))
             || (pl.kind == DetectorKind::Card && digits(&out).contains(&digits(pl.sample)))
         {
             return Some(format!("{:?} {:?} leaked in {out}", pl.kind, pl.sample));

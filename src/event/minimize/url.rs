@@ -1,11 +1,13 @@
 //! scrub_url: keeps what a URL says about the page, not about the person. Scheme, host and path stay (host and
 //! path run through the detectors, so `/account/ann@example.com` loses the address); userinfo and the fragment
-//! go; of the query only allowlisted keys stay (`utm_*` by default), their values redacted too.
+//! go; of the query only allowlisted keys stay (`utm_*` by default), their values redacted too. The URL is
+//! split in its NFKC form, so a full-width `？` or `＃` ends the path like its ASCII form does.
 
-use super::detect::{redact, Hits};
+use super::detect::{nfkc, redact, Hits};
 use super::policy::Profile;
 
 pub fn scrub_url(url: &str, profile: &Profile, hits: &mut Hits) -> String {
+    let url = nfkc(url);
     let url = url.split('#').next().unwrap_or_default();
     let (before_query, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),

@@ -6,20 +6,35 @@
 //! A disabled kind is still recognised and left verbatim, so its digits are never re-read as a lower kind.
 //!
 //! Guarantees: a finding is never glued to a letter or digit of any script; slicing happens only at ASCII bytes
-//! or `char_indices` positions, so text around a finding (emoji included) is kept byte for byte and nothing
-//! panics; redacting twice changes nothing, because a `[redacted:…]` marker acts on every scanner exactly like
-//! the edge of a claimed span does on the first pass.
+//! or `char_indices` positions, so text around a finding (emoji included) is kept byte for byte (in its NFKC
+//! form, below) and nothing panics; redacting twice changes nothing, because a `[redacted:…]` marker acts on
+//! every scanner exactly like the edge of a claimed span does on the first pass.
 //!
 //! Bounded time, by construction: each scanner is one forward pass, without backtracking. A candidate's
 //! look-ahead is either capped by a constant (20 digits per card window, an IBAN's ≤ 34 characters, 45 for
 //! IPv6) or ends where the next candidate's look-ahead starts (the domain after one `@` stops at the next `@`),
 //! and a rejected token is skipped whole, never re-scanned from inside. So every byte is read a small constant
 //! number of times per scanner: O(n) for the five, and the output is at most a constant factor longer than the
-//! input. Text without an ASCII digit or `@` holds no kind and comes back borrowed after one byte scan; nothing
-//! allocates unless an enabled kind is found.
+//! input. ASCII text without a digit or `@` holds no kind and comes back borrowed after one byte scan; nothing
+//! allocates unless an enabled kind is found or the text holds compatibility forms.
+//!
+//! Compatibility forms: the scanners read the NFKC form of the text ([`nfkc`]), so what Japanese and Chinese
+//! input methods type — full-width digits and letters (`４１１１`, `ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ`), the
+//! ideographic space as a separator — and circled, superscript or mathematical digits are caught like their
+//! ASCII forms. What is stored for a redacted value is its NFKC form with the findings replaced: NFKC is the
+//! canonical form of exactly these variants (`Ｔシャツ` → `Tシャツ`, half-width katakana → full-width, `ﬁ` →
+//! `fi`), so nothing an analyst groups or searches by is lost, and one spelling is stored for what readers see
+//! as one text. ASCII is its own NFKC form, and text the quick check finds already normalised is not copied:
+//! only text that holds compatibility forms (or combining marks the quick check leaves open) pays for a copy.
+//! Redacted output is NFKC too, so redacting twice still changes nothing.
+//!
+//! `truncate:N` ([`truncate`]) redacts the whole value first, then cuts on a char boundary and never inside a
+//! `[redacted:…]` marker, so no cut leaves a partial address the scanners would no longer recognise.
 
 use std::borrow::Cow;
 use std::ops::Range;
+
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 mod card;
 mod email;
@@ -145,19 +160,88 @@ const SCANNERS: [(DetectorKind, Scan); 5] = [
     (DetectorKind::Phone, phone::scan),
 ];
 
-/// `text` with every detected span replaced by `[redacted:<label>]`. Borrowed (no allocation) when nothing was
-/// found.
+/// `text` in NFKC, the form the scanners and e-mail hashing read. Borrowed when it is ASCII (its own NFKC form)
+/// or the quick check finds it already normalised; one pass over the bytes for ASCII.
+pub fn nfkc(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.nfkc().collect())
+    }
+}
+
+/// The NFKC form of `text` with every detected span replaced by `[redacted:<label>]`. Borrowed (no allocation)
+/// when the text is already NFKC and nothing was found.
 pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<'a, str> {
     // Kinds after the last enabled one cannot change the result: skip them.
     let Some(last) = SCANNERS.iter().rposition(|(k, _)| detectors.is_enabled(*k)) else {
         return Cow::Borrowed(text);
     };
-    if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+    // The common case in one byte scan: ASCII text (its own NFKC form) without a digit or `@` holds no kind.
+    let first = text
+        .bytes()
+        .position(|b| !b.is_ascii() || b.is_ascii_digit() || b == b'@');
+    let Some(first) = first else {
         return Cow::Borrowed(text);
+    };
+    let text = if text.as_bytes()[first].is_ascii() && text[first..].is_ascii() {
+        Cow::Borrowed(text)
+    } else {
+        nfkc(text)
+    };
+    match replace(&text, &SCANNERS[..=last], detectors, hits) {
+        Some(out) => Cow::Owned(out),
+        None => text,
+    }
+}
+
+/// `truncate:N`: redacts `text`, keeps its first `chars` characters without splitting a marker, and redacts
+/// what is kept again, since a cut can shorten a long digit run into a phone-sized one. When that second pass
+/// replaces something, the result is cut again; text a few rounds cannot settle is not stored at all.
+pub fn truncate(text: &str, chars: usize, detectors: &Detectors, hits: &mut Hits) -> String {
+    let mut t = redact(text, detectors, hits).into_owned();
+    for _ in 0..4 {
+        let kept = cut(&t, chars);
+        match redact(kept, detectors, hits) {
+            Cow::Borrowed(kept) => return kept.to_owned(),
+            Cow::Owned(again) => t = again,
+        }
+    }
+    String::new()
+}
+
+/// The first `chars` characters of redacted text, cut back to the start of a `[redacted:…]` marker that the
+/// cut would split.
+fn cut(text: &str, chars: usize) -> &str {
+    let Some((end, _)) = text.char_indices().nth(chars) else {
+        return text;
+    };
+    let split = |open: usize| {
+        DetectorKind::ALL.iter().any(|k| {
+            let m = k.marker();
+            text[open..].starts_with(m) && open + m.len() > end
+        })
+    };
+    // A marker holds no `[` after its first byte, so only the last `[` before the cut can open a split one.
+    match text[..end].rfind('[') {
+        Some(open) if split(open) => &text[..open],
+        _ => &text[..end],
+    }
+}
+
+/// Runs `scanners` over NFKC text; the text with the enabled kinds replaced, or `None` if none was found.
+fn replace(
+    text: &str,
+    scanners: &[(DetectorKind, Scan)],
+    detectors: &Detectors,
+    hits: &mut Hits,
+) -> Option<String> {
+    if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        return None;
     }
     let mut claimed: Vec<(Range<usize>, DetectorKind)> = Vec::new();
     let (mut found, mut scratch) = (Vec::new(), Vec::new());
-    for &(kind, scan) in &SCANNERS[..=last] {
+    for &(kind, scan) in scanners {
         found.clear();
         let mut from = 0;
         let ends = std::iter::once(text.len()..text.len());
@@ -175,9 +259,7 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
         .iter()
         .filter(|(_, k)| detectors.is_enabled(*k))
         .peekable();
-    if spans.peek().is_none() {
-        return Cow::Borrowed(text);
-    }
+    spans.peek()?;
     let mut out = String::with_capacity(text.len() + 16);
     let mut from = 0;
     for (r, kind) in spans {
@@ -187,7 +269,7 @@ pub fn redact<'a>(text: &'a str, detectors: &Detectors, hits: &mut Hits) -> Cow<
         from = r.end;
     }
     out.push_str(&text[from..]);
-    Cow::Owned(out)
+    Some(out)
 }
 
 /// Merges two sorted, disjoint span lists (the new ones lie in the gaps of the old ones) in one pass.

@@ -169,6 +169,89 @@ fn precedence_and_unicode_table() {
     ]);
 }
 
+/// Compatibility forms (what Japanese and Chinese input methods type, and NFKC's other variants) are read as
+/// their ASCII forms, and the stored text is the NFKC form.
+#[test]
+fn compatibility_forms_table() {
+    check_table(&[
+        ("４１１１ １１１１ １１１１ １１１１", "[redacted:card]"),
+        (
+            "カード番号：４１１１　１１１１　１１１１　１１１１。",
+            "カード番号:[redacted:card]。",
+        ),
+        (
+            "ｐａｉｄ ４１１１－１１１１－１１１１－１１１１．",
+            "paid [redacted:card].",
+        ),
+        ("ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[redacted:email]"),
+        (
+            "メール：ann＠example.com まで",
+            "メール:[redacted:email] まで",
+        ),
+        ("ann﹫example.com", "[redacted:email]"),
+        ("電話 ０２０ ７９４６ ０９５８", "電話 [redacted:phone]"),
+        ("＋３１　６　１２３４　５６７８", "[redacted:phone]"),
+        ("ＮＬ９１ＡＢＮＡ０４１７１６４３００", "[redacted:iban]"),
+        ("１９２．０．２．１", "[redacted:ip]"),
+        // mathematical bold digits and circled digits: NFKC maps them to ASCII digits
+        ("𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏", "[redacted:card]"),
+        ("④①①①①①①①①①①①①①①①", "[redacted:card]"),
+        ("𝐚𝐧𝐧@𝐞𝐱𝐚𝐦𝐩𝐥𝐞.𝐜𝐨𝐦", "[redacted:email]"),
+        // no finding: still stored in NFKC form
+        ("Ｔシャツ ｻｲｽﾞ", "Tシャツ サイズ"),
+        ("ﬁne", "fine"),
+    ]);
+}
+
+#[test]
+fn text_already_in_nfkc_is_borrowed() {
+    for text in ["Größe 42 – Baumwolle", "Tシャツ", "пример", "🎉 café"] {
+        assert!(matches!(nfkc(text), Cow::Borrowed(_)), "{text:?}");
+        let mut hits = Hits::default();
+        assert!(matches!(
+            redact(text, &Detectors::all(), &mut hits),
+            Cow::Borrowed(_)
+        ));
+    }
+    assert_eq!(nfkc("ｃａｆé"), "café");
+    // decomposed `é` composes: NFKC includes canonical composition
+    assert_eq!(nfkc("cafe\u{301}"), "café");
+}
+
+fn truncated(text: &str, chars: usize) -> String {
+    truncate(text, chars, &Detectors::all(), &mut Hits::default())
+}
+
+/// Redact first, then cut on a char boundary; a marker is kept whole or not at all.
+#[test]
+fn truncate_redacts_first_and_never_splits_a_marker() {
+    let table: &[(&str, usize, &str)] = &[
+        // cutting first would have left `ann@example.c`, which the e-mail scanner no longer recognises
+        ("ann@example.com", 13, ""),
+        ("mail ann@example.com", 14, "mail "),
+        ("mail ann@example.com", 21, "mail [redacted:email]"),
+        ("mail ann@example.com later", 22, "mail [redacted:email] "),
+        (
+            "ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ ｏｋ",
+            16,
+            "[redacted:email]",
+        ),
+        ("card 4111 1111 1111 1111", 12, "card "),
+        ("T-shirt Größe 42", 9, "T-shirt G"),
+        ("🎉🎉🎉 ok", 2, "🎉🎉"),
+        ("", 3, ""),
+        // the cut shortens a 20-digit run (no kind) to a phone-sized one: redacted again, then cut again
+        ("ref 12345678901234567890", 14, "ref "),
+        ("ref 12345678901234567890", 40, "ref 12345678901234567890"),
+    ];
+    for (text, n, want) in table {
+        let got = truncated(text, *n);
+        assert_eq!(&got, want, "{text:?} truncate:{n}");
+        assert!(got.chars().count() <= *n);
+        assert_eq!(run(&got, Detectors::all()).0, got, "{text:?} truncate:{n}");
+    }
+}
+
 #[test]
 fn hits_count_per_kind() {
     let text =
@@ -319,8 +402,23 @@ fn planted() -> impl Strategy<Value = (Vec<&'static str>, Vec<String>)> {
         select(PHONES),
     )
         .prop_flat_map(|(a, b, c, d, e)| Just(vec![a, b, c, d, e]).prop_shuffle());
-    // Filler: any text without ASCII digits or the characters that join tokens; spaces keep it apart.
-    let filler = prop::collection::vec("[^0-9@%:.+()\\-]{0,12}", 6);
+    // Filler: any text without ASCII digits or the characters that join tokens, nor compatibility forms of
+    // them (`²`, `＠`), which the scanners read as those; spaces keep it apart.
+    fn joins(c: char) -> bool {
+        c.is_ascii_digit() || "@%:.+()-".contains(c)
+    }
+    let plain = |f: String| -> String {
+        f.chars()
+            .map(|c| {
+                if nfkc(c.encode_utf8(&mut [0; 4])).contains(joins) {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    let filler = prop::collection::vec("[^0-9@%:.+()\\-]{0,12}".prop_map(plain), 6);
     (samples, filler)
 }
 
@@ -337,6 +435,16 @@ proptest! {
         }
         prop_assert!(hits.total() >= 5);
         prop_assert_eq!(run(&out, Detectors::all()).0, out);
+    }
+
+    #[test]
+    fn truncate_leaves_no_finding_and_no_partial_marker(text in "[0-9a-z :.+@\\-]{0,60}", n in 1usize..40) {
+        let out = truncated(&text, n);
+        prop_assert!(out.chars().count() <= n);
+        prop_assert_eq!(run(&out, Detectors::all()).0, out.clone());
+        // the input holds no `[`: each one opens a marker, which must be whole
+        let partial = out.rfind('[').is_some_and(|i| !DetectorKind::ALL.iter().any(|k| out[i..].starts_with(k.marker())));
+        prop_assert!(!partial, "{:?} truncate:{} -> {:?}", text, n, out);
     }
 
     #[test]
