@@ -35,4 +35,17 @@ fi
 TOLLGATE_CC0_MMDB="$(bash deploy/fetch-geoip.sh "$PWD/target/geo" | tail -n 1)"
 export TOLLGATE_CC0_MMDB
 
+# sslyze (PyPI) in its own virtual environment under target/, for tests/tls_scan.rs.
+if ! [ -x target/sslyze/bin/python ] || ! target/sslyze/bin/python -m sslyze --help >/dev/null 2>&1; then
+  if ! python3 -m venv target/sslyze >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+    python3 -m venv target/sslyze
+  fi
+  target/sslyze/bin/python -m pip install -q sslyze
+fi
+TOLLGATE_SSLYZE_PYTHON="$PWD/target/sslyze/bin/python"
+export TOLLGATE_SSLYZE_PYTHON
+
 cargo test --locked --all-targets

@@ -2,7 +2,9 @@
 //! its full default scan against the gateway on loopback, and its JSON report — not its exit code, which is 0
 //! even for a weak server — may hold no HIGH or CRITICAL finding except the two only a CA-issued certificate
 //! can fix: `cert_chain_of_trust` (the development CA is nobody's trust anchor) and `cert_revocation` (it
-//! publishes no CRL or OCSP). Takes about a minute.
+//! publishes no CRL or OCSP). Takes about a minute. sslyze (PyPI, in the virtual environment tests/run.sh makes)
+//! checks Mozilla's "intermediate" profile, and "modern" with `min_version = "1.3"`: both met but for certificate
+//! trust.
 
 mod common;
 
@@ -96,4 +98,53 @@ async fn testssl_finds_nothing_high_but_what_only_a_ca_fixes() {
             all.iter().find(|f| f.1 == id)
         );
     }
+}
+
+/// sslyze's Mozilla compliance check against the gateway: the names of the checks that failed.
+fn sslyze_failures(port: u16, profile: &str) -> Vec<String> {
+    let python = std::env::var("TOLLGATE_SSLYZE_PYTHON")
+        .expect("TOLLGATE_SSLYZE_PYTHON: tests/run.sh installs sslyze and sets it");
+    let out = Command::new(python)
+        .args(["-m", "sslyze", &format!("--mozilla_config={profile}")])
+        .arg(format!("localhost:{port}"))
+        .output()
+        .expect("sslyze runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let verdict = text
+        .split("COMPLIANCE AGAINST TLS CONFIGURATION")
+        .nth(1)
+        .unwrap_or_else(|| panic!("sslyze printed no compliance section: {text}"));
+    if verdict.contains("OK - Compliant") {
+        return Vec::new();
+    }
+    assert!(verdict.contains("Not compliant"), "{verdict}");
+    verdict
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("* "))
+        .map(|l| l.split(':').next().unwrap_or(l).to_owned())
+        .collect()
+}
+
+async fn sslyze_against(extra_tls: &str, profile: &'static str) -> Vec<String> {
+    let fx = Fixture::new("");
+    fx.edit_config(|c| c.replacen("[tls]\n", &format!("[tls]\n{extra_tls}"), 1));
+    let running = fx.start().await;
+    let port = running.public_addr.port();
+    let failures = tokio::task::spawn_blocking(move || sslyze_failures(port, profile))
+        .await
+        .unwrap();
+    running.stop().await.unwrap();
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslyze_finds_mozilla_intermediate_met_but_for_certificate_trust() {
+    let failures = sslyze_against("", "intermediate").await;
+    assert_eq!(failures, ["certificate_path_validation"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls13_only_sslyze_finds_mozilla_modern_met_but_for_certificate_trust() {
+    let failures = sslyze_against("min_version = \"1.3\"\n", "modern").await;
+    assert_eq!(failures, ["certificate_path_validation"]);
 }

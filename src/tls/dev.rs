@@ -12,8 +12,8 @@ use super::cert::{self, Facts, Loaded};
 use super::TlsError;
 use crate::config::LoadMode;
 
-/// Lifetime of a generated CA and leaf.
-pub const DEV_VALIDITY_DAYS: i64 = 365;
+/// Lifetime of a generated CA and leaf: Mozilla's "modern" profile allows at most 90 days (intermediate 366).
+pub const DEV_VALIDITY_DAYS: i64 = 90;
 /// A generated leaf this close to its `notAfter` is renewed.
 pub const DEV_RENEW_BEFORE_S: i64 = 7 * 86_400;
 /// The development CA's common name: the mark of a certificate Tollgate generated.
@@ -69,14 +69,15 @@ pub struct DevPki {
 }
 
 impl DevPki {
-    /// Valid from a day ago for [`DEV_VALIDITY_DAYS`].
+    /// Valid from a day ago, [`DEV_VALIDITY_DAYS`] in all.
     pub fn generate() -> Result<Self, rcgen::Error> {
         Self::generate_at(unix_now())
     }
 
-    /// Valid from a day before `now` (Unix seconds) until [`DEV_VALIDITY_DAYS`] after it.
+    /// Valid from a day before `now` (Unix seconds), [`DEV_VALIDITY_DAYS`] in all (scanners measure the
+    /// lifespan from `notBefore`).
     pub fn generate_at(now: i64) -> Result<Self, rcgen::Error> {
-        Self::generate_valid(now - 86_400, now + DEV_VALIDITY_DAYS * 86_400)
+        Self::generate_valid(now - 86_400, now + (DEV_VALIDITY_DAYS - 1) * 86_400)
     }
 
     /// A CA and leaf valid from `not_before` to `not_after` (Unix seconds): tests use it for expired ones.
@@ -173,10 +174,10 @@ mod tests {
     const NOW: i64 = 1_790_000_000;
 
     #[test]
-    fn generated_certificates_live_at_most_a_year() {
+    fn generated_certificates_live_dev_validity_days() {
         let pki = DevPki::generate_at(NOW).unwrap();
         let f = cert::facts(&pki.leaf_chain()[0]).unwrap();
-        assert_eq!(f.not_after, NOW + DEV_VALIDITY_DAYS * 86_400);
+        assert_eq!(f.not_after, NOW + (DEV_VALIDITY_DAYS - 1) * 86_400);
         assert_eq!(f.issuer_cn.as_deref(), Some(DEV_CA_CN));
         assert!(!needs_renewal(&f, NOW));
         assert!(needs_renewal(&f, f.not_after - DEV_RENEW_BEFORE_S + 1));
@@ -207,7 +208,7 @@ mod tests {
         old.write(&dir.path().join("dev-ca.pem"), &cert, &key)
             .unwrap();
         let (l, _) = default_pair(&cert, &key, true, LoadMode::Check, NOW).unwrap();
-        assert_eq!(l.facts.not_after, NOW + DEV_VALIDITY_DAYS * 86_400);
+        assert_eq!(l.facts.not_after, NOW + (DEV_VALIDITY_DAYS - 1) * 86_400);
         assert_eq!(std::fs::read_to_string(&cert).unwrap(), old.leaf_pem);
         default_pair(&cert, &key, true, LoadMode::Run, NOW).unwrap();
         assert_ne!(std::fs::read_to_string(&cert).unwrap(), old.leaf_pem);
