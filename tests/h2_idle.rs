@@ -7,15 +7,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::h2::{frame, read_frames, tls, ACK, PING, PREFACE, SETTINGS};
 use common::{event, Fixture, SERVER_SECRET};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate::app::Running;
 
 /// `header_read_ms` and `keepalive_idle_ms` of 1 s; `idle_ms` 60 s.
@@ -23,58 +24,6 @@ const TIMEOUTS: &str =
     "[timeouts]\nheader_read_ms = 1000\nkeepalive_idle_ms = 1000\nidle_ms = 60000\n";
 /// How long any close may take here: several times the 1 s limits plus the 1 s close grace.
 const CLOSED_WITHIN: Duration = Duration::from_secs(10);
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const ACK: u8 = 0x1;
-
-/// One HTTP/2 frame: 9-byte header (24-bit length, type, flags, stream id 0) and payload.
-fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = len.to_be_bytes()[1..].to_vec();
-    f.extend([kind, flags, 0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
-/// What a hand-written HTTP/2 client saw until the server closed the connection.
-#[derive(Debug, Default)]
-struct Seen {
-    ping_acks: usize,
-    goaway: bool,
-}
-
-/// Reads frames until EOF or a read error (the server closed); counts PING ACKs and notes a GOAWAY.
-async fn read_frames(mut rd: impl AsyncRead + Unpin) -> Seen {
-    let mut seen = Seen::default();
-    let mut head = [0u8; 9];
-    while rd.read_exact(&mut head).await.is_ok() {
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        if rd.read_exact(&mut payload).await.is_err() {
-            break;
-        }
-        match (head[3], head[4] & ACK) {
-            (PING, ACK) => seen.ping_acks += 1,
-            (GOAWAY, _) => seen.goaway = true,
-            _ => {}
-        }
-    }
-    seen
-}
-
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-async fn tls(fx: &Fixture, addr: SocketAddr, alpn: &[u8]) -> Tls {
-    let cfg = fx.client_config(&[&rustls::version::TLS13], &[alpn]);
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("TLS handshake")
-}
 
 fn idle_closed(running: &Running, phase: &str) -> f64 {
     common::metric(

@@ -196,6 +196,14 @@ async fn a_clickhouse_outage_delays_but_loses_nothing_and_the_file_sink_keeps_fl
         || final_ids(&ch) == before,
     )
     .await;
+    // ClickHouse can hold a batch before its answer reaches the sink: stop it only once the sink has
+    // counted every batch as stored, or the last one is (rightly) retried after the restart.
+    wait_for(
+        "the sink to count the first wave stored",
+        Duration::from_secs(30),
+        || metric(&running, "tollgate_sink_events_total", &ch_label) == before.len() as f64,
+    )
+    .await;
     assert_eq!(
         metric(&running, "tollgate_sink_retries_total", &ch_label),
         0.0

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod curl;
+pub mod h2;
 pub mod mmdb;
 pub mod proc;
 
