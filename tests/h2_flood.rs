@@ -3,7 +3,8 @@
 //!   (`GOAWAY ENHANCE_YOUR_CALM`) and cut off long before its 10,000 streams are through;
 //! - a stream flood: a client opening more streams than `limits.h2_max_concurrent_streams` without finishing
 //!   any gets the extra ones refused, not queued, and is cut off after 100 refusals;
-//! and in both cases another client is served meanwhile.
+//!
+//! In both cases another client is served meanwhile.
 
 mod common;
 
