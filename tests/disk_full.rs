@@ -62,21 +62,6 @@ fn fill(path: &Path) {
     let _ = f.sync_all();
 }
 
-fn tollgate(args: &[&str], fx: &Fixture) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .arg("-c")
-        .arg(fx.config_path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     let fx = Fixture::new("");
@@ -134,8 +119,8 @@ async fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     assert!(recovered, "space came back but posts are still refused");
     running.stop().await.unwrap();
 
-    let (ok, report) = tollgate(&["spool", "verify"], &fx);
-    assert!(ok, "spool verify: {report}");
+    let (code, report) = common::cli(&["spool", "verify"], &fx.config_path());
+    assert_eq!(code, Some(0), "spool verify: {report}");
     let mut stored: Vec<String> = common::dump(&fx)
         .iter()
         .map(|r| r["event_id"].as_str().unwrap().to_owned())

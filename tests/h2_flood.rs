@@ -10,9 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::h2::{
-    frame, read_frames, stream_frame, tls, END_HEADERS, HEADERS, PREFACE, RST_STREAM, SETTINGS,
-};
+use common::h2::{stream_frame, END_HEADERS, HEADERS, RST_STREAM};
 use common::{event, Client, Fixture, Proto};
 use tokio::io::AsyncWriteExt;
 
@@ -42,11 +40,7 @@ async fn served_meanwhile(fx: &Fixture, addr: std::net::SocketAddr) {
 async fn rapid_reset_is_cut_off() {
     let fx = Fixture::new("");
     let running = fx.start().await;
-    let conn = tls(&fx, running.public_addr, b"h2").await;
-    let (rd, mut wr) = tokio::io::split(conn);
-    let reader = tokio::spawn(read_frames(rd));
-    wr.write_all(PREFACE).await.unwrap();
-    wr.write_all(&frame(SETTINGS, 0, &[])).await.unwrap();
+    let (reader, mut wr) = common::h2::open(&fx, running.public_addr).await;
     let headers = post_headers();
     let mut sent = 0u32;
     for i in 0..10_000u32 {
@@ -78,11 +72,7 @@ async fn a_stream_flood_is_refused_beyond_the_limit() {
          [timeouts]\nbody_read_ms = 1000\nkeepalive_idle_ms = 1000\n",
     );
     let running = fx.start().await;
-    let conn = tls(&fx, running.public_addr, b"h2").await;
-    let (rd, mut wr) = tokio::io::split(conn);
-    let reader = tokio::spawn(read_frames(rd));
-    wr.write_all(PREFACE).await.unwrap();
-    wr.write_all(&frame(SETTINGS, 0, &[])).await.unwrap();
+    let (reader, mut wr) = common::h2::open(&fx, running.public_addr).await;
     let headers = post_headers();
     // 200 streams opened, none finished: at most 10 may be open at once.
     for i in 0..200u32 {

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::h2::{frame, read_frames, tls, ACK, PING, PREFACE, SETTINGS};
+use common::h2::{frame, tls, ACK, PING, SETTINGS};
 use common::{event, Fixture, SERVER_SECRET};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -39,11 +39,7 @@ fn idle_closed(running: &Running, phase: &str) -> f64 {
 async fn an_h2_connection_that_only_pings_is_closed() {
     let fx = Fixture::new(TIMEOUTS);
     let running = fx.start().await;
-    let conn = tls(&fx, running.public_addr, b"h2").await;
-    let (rd, mut wr) = tokio::io::split(conn);
-    let reader = tokio::spawn(read_frames(rd));
-    wr.write_all(PREFACE).await.unwrap();
-    wr.write_all(&frame(SETTINGS, 0, &[])).await.unwrap();
+    let (reader, mut wr) = common::h2::open(&fx, running.public_addr).await;
     // The server's SETTINGS are acknowledged blindly: a well-behaved client in every way but asking.
     wr.write_all(&frame(SETTINGS, ACK, &[])).await.unwrap();
     let pinger = tokio::spawn(async move {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::task::JoinHandle;
 
 use super::Fixture;
 
@@ -82,4 +83,15 @@ pub async fn tls(fx: &Fixture, addr: SocketAddr, alpn: &[u8]) -> Tls {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake")
+}
+
+/// An HTTP/2 connection to `addr` that has sent its preface and an empty SETTINGS: the frames the server sends
+/// are read in the background until it closes, and the write half is the test's.
+pub async fn open(fx: &Fixture, addr: SocketAddr) -> (JoinHandle<Seen>, WriteHalf<Tls>) {
+    let conn = tls(fx, addr, b"h2").await;
+    let (rd, mut wr) = tokio::io::split(conn);
+    let reader = tokio::spawn(read_frames(rd));
+    wr.write_all(PREFACE).await.unwrap();
+    wr.write_all(&frame(SETTINGS, 0, &[])).await.unwrap();
+    (reader, wr)
 }

@@ -319,8 +319,14 @@ pub fn event(id: &str) -> serde_json::Value {
 
 /// Runs `tollgate check -c path`: exit code and stdout + stderr together.
 pub fn check(path: &Path) -> (Option<i32>, String) {
+    cli(&["check"], path)
+}
+
+/// Runs `tollgate <args> -c path`: exit code and stdout + stderr together.
+pub fn cli(args: &[&str], path: &Path) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "-c"])
+        .args(args)
+        .arg("-c")
         .arg(path)
         .output()
         .unwrap();
