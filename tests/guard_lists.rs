@@ -41,24 +41,7 @@ async fn handshake(
         .await
 }
 
-fn metric(running: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
-    running
-        .ctx
-        .registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .filter(|m| {
-            labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            })
-        })
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
-}
+use common::metric;
 
 fn refused(running: &Running, listener: &str, reason: &str) -> f64 {
     metric(
