@@ -1,6 +1,8 @@
 //! ingest: the event pipeline of one request, from body bytes to the spool and the `204`, shared by
 //! `POST /v1/events` ([`post`]) and the pixel ([`super::pixel`]).
 
+use std::net::IpAddr;
+
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Request, StatusCode};
@@ -11,7 +13,6 @@ use crate::config::Snapshot;
 use crate::event::{self, ClientMeta, Context, MinimizedEvent, Outcome, Report};
 use crate::guard::bans::BanReason;
 use crate::guard::behaviour::Signal;
-use crate::guard::connmeta::ConnMeta;
 use crate::guard::{access, limit, screen};
 use crate::reject::Reject;
 use crate::spool::SpoolError;
@@ -35,10 +36,11 @@ fn header_is_one(headers: &HeaderMap, name: &str) -> bool {
 }
 
 /// What minimization may derive from (never copy out of) the request: address, user agent, opt-out signals.
-/// The address is the connection's client, or `X-Forwarded-For`'s when that client is a trusted proxy.
-fn client_meta(headers: &HeaderMap, meta: ConnMeta, snap: &Snapshot, ctx: &Ctx) -> ClientMeta {
+/// The address is the request's client as `public::handle` resolved it (the connection's, or
+/// `X-Forwarded-For`'s when the connection comes from a trusted proxy).
+fn client_meta(headers: &HeaderMap, ip: IpAddr, ctx: &Ctx) -> ClientMeta {
     ClientMeta {
-        ip: meta.request_client(headers, &snap.trusted_proxies),
+        ip,
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -77,10 +79,10 @@ pub(super) fn before_body(headers: &HeaderMap, max_body_bytes: usize) -> Result<
 /// `POST /v1/events`, once [`before_body`] passed: the body within its bounds, then [`accept`].
 pub(super) async fn post(
     req: Request<Incoming>,
+    client: IpAddr,
     ctx: &Ctx,
-    meta: ConnMeta,
+    snap: &Snapshot,
 ) -> Result<Resp, Reject> {
-    let snap = ctx.config.load_full();
     let (parts, incoming) = req.into_parts();
     let declared = declared_len(&parts.headers);
     // Every refusal past this point waits until the body is read: answering an HTTP/2 stream early resets
@@ -92,7 +94,7 @@ pub(super) async fn post(
         snap.timeouts.body_read,
     )
     .await?;
-    accept(&parts.headers, meta, ctx, &snap, &bytes).await
+    accept(&parts.headers, client, ctx, snap, &bytes).await
 }
 
 /// One request's events, from body bytes to the spool: caller, decode, anomaly screen, then per event
@@ -100,26 +102,27 @@ pub(super) async fn post(
 /// Shared by `POST /v1/events` and the pixel (`GET /v1/p.gif?d=`), so both answer the same refusals.
 pub(super) async fn accept(
     headers: &HeaderMap,
-    meta: ConnMeta,
+    client: IpAddr,
     ctx: &Ctx,
     snap: &Snapshot,
     bytes: &[u8],
 ) -> Result<Resp, Reject> {
-    let client = client_meta(headers, meta, snap, ctx);
+    let client = client_meta(headers, client, ctx);
+    // One instant for every guard decision of this request.
+    let now = tokio::time::Instant::now().into_std();
     let caller = access::caller(headers, client.ip)?;
     // The raw user agent, for the anomaly engine only (minimization sees the reduced one).
     let user_agent = snap
         .anomaly
         .as_ref()
         .and_then(|_| headers.get(header::USER_AGENT));
-    let header_facts = screen::header_facts(headers);
     let decoded = event::decode(bytes, &snap.limits)?;
     let raw = decoded.events;
     if let Some(engine) = &snap.anomaly {
         let ua = user_agent
             .as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
-        let mut protocol = header_facts;
+        let mut protocol = screen::header_facts(headers);
         protocol.duplicate_key = decoded.duplicate_key.as_deref();
         let request = screen::RequestFacts {
             user_agent: ua.as_deref(),
@@ -133,7 +136,6 @@ pub(super) async fn accept(
             &request,
         );
         if let Err(reject) = screened {
-            let now = tokio::time::Instant::now().into_std();
             let bans = snap.bans.as_ref();
             ctx.jail.offence(bans, client.ip, BanReason::Anomaly, now);
             return Err(reject);
@@ -152,10 +154,7 @@ pub(super) async fn accept(
             Err(e) => {
                 if matches!(e, Reject::UnknownSite { .. }) {
                     let (b, bans) = (snap.behaviour.as_ref(), snap.bans.as_ref());
-                    let (signal, now) = (
-                        Signal::UnknownSite(&valid.site),
-                        tokio::time::Instant::now().into_std(),
-                    );
+                    let signal = Signal::UnknownSite(&valid.site);
                     ctx.jail.observe(b, bans, client.ip, signal, now);
                 }
                 return Err(e.in_event(index));
@@ -208,7 +207,6 @@ pub(super) async fn accept(
     if events > 0 {
         let (b, bans) = (snap.behaviour.as_ref(), snap.bans.as_ref());
         let signal = Signal::Events(u32::try_from(events).unwrap_or(u32::MAX));
-        let now = tokio::time::Instant::now().into_std();
         ctx.jail.observe(b, bans, client.ip, signal, now);
     }
     // Counted only once the request is accepted: a refused request is retried and would count twice.

@@ -7,6 +7,8 @@
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use std::net::IpAddr;
+
 use base64::Engine;
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -16,7 +18,6 @@ use hyper::{Request, StatusCode};
 use super::{ingest, Resp};
 use crate::app::Ctx;
 use crate::config::Snapshot;
-use crate::guard::connmeta::ConnMeta;
 use crate::reject::Reject;
 
 /// The smallest transparent GIF (43 bytes).
@@ -50,10 +51,10 @@ pub(super) async fn get(
     req: Request<Incoming>,
     ctx: &Ctx,
     snap: &Snapshot,
-    meta: ConnMeta,
+    client: IpAddr,
 ) -> Result<Resp, Reject> {
     let bytes = body_of(req.uri().query(), snap.limits.max_body_bytes)?;
-    ingest::accept(req.headers(), meta, ctx, snap, &bytes).await?;
+    ingest::accept(req.headers(), client, ctx, snap, &bytes).await?;
     let mut res = Resp::new(Bytes::from_static(GIF).into());
     *res.status_mut() = StatusCode::OK;
     let h = res.headers_mut();

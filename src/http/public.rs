@@ -11,6 +11,7 @@
 //! ([`body::discard`]), so that it reaches HTTP/2 clients instead of a stream reset.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,7 +66,7 @@ pub async fn handle(
         .and_then(|()| screen::unambiguous(req.headers()))
         .and_then(|()| Route::of(&req, &snap));
     let (result, drained) = match decided {
-        Ok(to) => (serve(to, req, &ctx, &snap, meta).await, true),
+        Ok(to) => (serve(to, req, client, &ctx, &snap).await, true),
         Err(refused) => {
             let budget = DISCARD_FACTOR * snap.limits.max_body_bytes;
             let within = snap.timeouts.body_read.min(body::DISCARD_WITHIN);
@@ -146,21 +147,23 @@ impl Route {
     }
 }
 
+/// Runs the route; `client` is the request's client address as [`handle`] resolved it, `snap` the one snapshot
+/// the whole request uses.
 async fn serve(
     to: Route,
     req: Request<Incoming>,
+    client: IpAddr,
     ctx: &Ctx,
     snap: &Snapshot,
-    meta: ConnMeta,
 ) -> Result<Resp, Reject> {
     match to {
-        Route::Events => ingest::post(req, ctx, meta).await,
+        Route::Events => ingest::post(req, client, ctx, snap).await,
         Route::Preflight => {
             let res = cors::preflight(req.headers(), &snap.tenants);
             ctx.metrics.preflight(res.status());
             Ok(res)
         }
-        Route::Pixel => pixel::get(req, ctx, snap, meta).await,
+        Route::Pixel => pixel::get(req, ctx, snap, client).await,
         Route::Script => Ok(ctx.script.serve(req.headers())),
         Route::Health => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
     }
