@@ -11,14 +11,14 @@
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::anomaly::Family;
 use super::bans::{BanOutcome, BanPolicy, BanReason, BanTable};
 use super::behaviour::{Behaviour, BehaviourPolicy, Observation, Signal};
-use super::ratelimit::{AddrKey, Which};
+use super::ratelimit::{retry_after_secs, AddrKey, Which};
 use crate::audit::{Audit, Event};
 use crate::reject::Reject;
 
@@ -158,7 +158,7 @@ impl Jail {
         match self.bans.banned(ip, now) {
             None => Ok(()),
             Some(left) => Err(Reject::Banned {
-                retry_after_s: secs_up(left),
+                retry_after_s: u32::try_from(retry_after_secs(left)).unwrap_or(u32::MAX),
             }),
         }
     }
@@ -268,22 +268,10 @@ impl Jail {
     }
 }
 
-/// Whole seconds, rounded up, at least 1 (a `Retry-After` of 0 invites an immediate retry).
-fn secs_up(d: Duration) -> u32 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    u32::try_from(s.max(1)).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_rounds_up() {
-        assert_eq!(secs_up(Duration::from_millis(1)), 1);
-        assert_eq!(secs_up(Duration::from_millis(1500)), 2);
-        assert_eq!(secs_up(Duration::from_secs(600)), 600);
-    }
+    use std::time::Duration;
 
     #[test]
     fn behaviour_trips_into_a_ban_only_when_enforced() {
