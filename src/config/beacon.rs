@@ -37,9 +37,6 @@ impl Default for Beacon {
     }
 }
 
-/// The paths the public listener serves besides the script; the script may not take one of them.
-const TAKEN: [&str; 3] = ["/v1/events", "/v1/p.gif", "/healthz"];
-
 pub(super) fn beacon(f: &BeaconFile, errs: &mut Errors) -> Beacon {
     let p = &f.script_path;
     let shaped = p.starts_with('/')
@@ -55,7 +52,8 @@ pub(super) fn beacon(f: &BeaconFile, errs: &mut Errors) -> Beacon {
             "beacon.script_path",
             format!("{p:?} is not a path like \"/v1/beacon.js\" (letters, digits, - _ . /, ending in .js)"),
         );
-    } else if TAKEN.contains(&p.as_str()) {
+    } else if crate::http::public::ROUTES.contains(&p.as_str()) {
+        // The paths the public listener serves besides the script.
         errs.push("beacon.script_path", format!("{p:?} is another route"));
     }
     Beacon {
