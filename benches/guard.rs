@@ -82,7 +82,7 @@ impl Guard {
     fn admit(
         &self,
         headers: &HeaderMap,
-        events: &[RawEvent],
+        events: &[RawEvent<'_>],
         ua: Option<&str>,
     ) -> Result<(), Reject> {
         let ip = "203.0.113.77".parse().unwrap();

@@ -35,11 +35,10 @@ pub struct Metrics {
     pub tls: crate::tls::metrics::TlsMetrics,
     /// `tollgate_redirects_total{outcome}` on the plain listener: `redirected` or `refused`.
     pub plain_requests: IntCounterVec,
-    /// `tollgate_request_seconds{route}` from request head to response.
-    pub request_seconds: HistogramVec,
-    /// `tollgate_requests_total{route, status}`: every answer on the public listener (`status` is one of the
-    /// codes Tollgate answers with, a closed set).
-    pub requests: IntCounterVec,
+    /// `tollgate_request_seconds{route}` from request head to response, and `tollgate_requests_total{route,
+    /// status}`: every answer on the public listener (`status` is one of the codes Tollgate answers with, a
+    /// closed set). Resolved once, not looked up per request.
+    pub answered: crate::http::answered::Answered,
     /// `tollgate_cors_preflights_total{outcome}`: `granted` or `denied`.
     pub preflights: IntCounterVec,
     /// `tollgate_ready`: 1 when `/readyz` would answer ready, set at each scrape.
@@ -155,12 +154,14 @@ impl Metrics {
                 "Requests on the plain-HTTP listener, by outcome.",
                 &["outcome"],
             )?,
-            request_seconds,
-            requests: counter_vec(
-                "tollgate_requests_total",
-                "Requests answered on the public listener, by route and status code.",
-                &["route", "status"],
-            )?,
+            answered: crate::http::answered::Answered::new(
+                &request_seconds,
+                counter_vec(
+                    "tollgate_requests_total",
+                    "Requests answered on the public listener, by route and status code.",
+                    &["route", "status"],
+                )?,
+            ),
             preflights: counter_vec(
                 "tollgate_cors_preflights_total",
                 "CORS preflights on the event route, by outcome (granted, denied).",

@@ -2,8 +2,7 @@
 //! (size, nesting depth, string length, keys per object, events per request), shaped as one event, an array of
 //! events, or `{"events": [...]}`. A bound violation names the JSON path where it happened.
 
-use serde_json::{Map, Value};
-
+use super::json::{Json, Object};
 use super::RawEvent;
 use crate::config::Limits;
 use crate::reject::Reject;
@@ -11,17 +10,17 @@ use crate::reject::Reject;
 /// A decoded body: its events, and the path of the first duplicated JSON key (a protocol fact for the anomaly
 /// engine; the last value is the one kept).
 #[derive(Debug)]
-pub struct Decoded {
-    pub events: Vec<RawEvent>,
+pub struct Decoded<'a> {
+    pub events: Vec<RawEvent<'a>>,
     pub duplicate_key: Option<String>,
 }
 
-pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded, Reject> {
+pub fn decode<'a>(body: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, Reject> {
     if body.len() > limits.max_body_bytes {
         return Err(Reject::BodyTooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| Reject::InvalidUtf8)?;
-    let (root, parsed) = super::json::parse(text).map_err(|e| {
+    let (root, parsed) = super::json::parse(text, limits.max_object_keys).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             Reject::TooDeep { field: "$".into() }
         } else {
@@ -48,11 +47,11 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded, Reject> {
     })
 }
 
-fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
+fn events<'a>(root: Json<'a>, limits: &Limits) -> Result<Vec<RawEvent<'a>>, Reject> {
     let items = match root {
-        Value::Array(items) => items,
-        Value::Object(mut map) if map.contains_key("events") => {
-            let Some(Value::Array(items)) = map.remove("events") else {
+        Json::Array(items) => items,
+        Json::Object(mut map) if map.get("events").is_some() => {
+            let Some(Json::Array(items)) = map.remove("events") else {
                 return Err(Reject::WrongType {
                     field: "events".into(),
                     expected: "array",
@@ -66,7 +65,7 @@ fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
             }
             items
         }
-        Value::Object(map) => {
+        Json::Object(map) => {
             return Ok(vec![RawEvent {
                 index: None,
                 object: map,
@@ -90,7 +89,7 @@ fn events(root: Value, limits: &Limits) -> Result<Vec<RawEvent>, Reject> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Object(object) => Ok(RawEvent {
+            Json::Object(object) => Ok(RawEvent {
                 index: Some(i),
                 object,
                 scan: Vec::new(),
@@ -138,20 +137,20 @@ impl Violation {
     }
 }
 
-fn check_bounds(v: &Value, depth: usize, limits: &Limits) -> Result<(), Violation> {
+fn check_bounds(v: &Json<'_>, depth: usize, limits: &Limits) -> Result<(), Violation> {
     let too_long = |s: &str| s.len() > limits.max_string_bytes;
     match v {
-        Value::String(s) if too_long(s) => {
+        Json::String(s) if too_long(s) => {
             Err(Violation::new(|field| Reject::StringTooLong { field }))
         }
-        Value::Array(items) => {
+        Json::Array(items) => {
             check_depth(depth, limits)?;
             for (i, item) in items.iter().enumerate() {
                 check_bounds(item, depth + 1, limits).map_err(|e| e.at(format!("[{i}]")))?;
             }
             Ok(())
         }
-        Value::Object(map) => {
+        Json::Object(map) => {
             check_depth(depth, limits)?;
             check_object(map, depth, limits)
         }
@@ -159,15 +158,15 @@ fn check_bounds(v: &Value, depth: usize, limits: &Limits) -> Result<(), Violatio
     }
 }
 
-fn check_object(map: &Map<String, Value>, depth: usize, limits: &Limits) -> Result<(), Violation> {
+fn check_object(map: &Object<'_>, depth: usize, limits: &Limits) -> Result<(), Violation> {
     if map.len() > limits.max_object_keys {
         return Err(Violation::new(|field| Reject::TooManyKeys { field }));
     }
-    for (k, item) in map {
+    for (k, item) in map.iter() {
         if k.len() > limits.max_string_bytes {
             return Err(Violation::new(|field| Reject::StringTooLong { field }));
         }
-        check_bounds(item, depth + 1, limits).map_err(|e| e.at(k.clone()))?;
+        check_bounds(item, depth + 1, limits).map_err(|e| e.at(k.to_owned()))?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! un-minimized event cannot reach storage by construction.
 
 pub mod decode;
-mod json;
+pub mod json;
 pub mod minimize;
 mod strings;
 pub mod validate;
@@ -13,26 +13,28 @@ pub use decode::decode;
 pub use minimize::{minimize, ClientMeta, Context, Outcome, Report};
 pub use validate::validate;
 
-/// One event object out of a request body, with its position when the body was a batch.
+/// One event object out of a request body, with its position when the body was a batch. It borrows the
+/// body's bytes: keys and strings without escapes are not copied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawEvent {
+pub struct RawEvent<'a> {
     pub(crate) index: Option<usize>,
-    pub(crate) object: serde_json::Map<String, serde_json::Value>,
+    pub(crate) object: json::Object<'a>,
     /// The string values a payload rule could match, with their paths in the event, in document order.
     pub(crate) scan: Vec<(String, String)>,
 }
 
-impl RawEvent {
+impl RawEvent<'_> {
     /// A single (non-batch) event from an already parsed object, for tests and benchmarks that skip `decode`.
-    pub fn for_tests(object: serde_json::Map<String, serde_json::Value>) -> RawEvent {
+    pub fn for_tests(object: serde_json::Map<String, serde_json::Value>) -> RawEvent<'static> {
         RawEvent::new(None, object)
     }
 
-    /// An event from a parsed object; its scannable strings are found by walking it.
+    /// An event from a `serde_json` object (copied); its scannable strings are found by walking it.
     pub(crate) fn new(
         index: Option<usize>,
         object: serde_json::Map<String, serde_json::Value>,
-    ) -> RawEvent {
+    ) -> RawEvent<'static> {
+        let object = json::Object::from_map(object);
         let scan = strings::scannable(&object);
         RawEvent {
             index,
@@ -50,7 +52,7 @@ impl RawEvent {
     pub fn site(&self) -> &str {
         self.object
             .get("site")
-            .and_then(serde_json::Value::as_str)
+            .and_then(json::Json::as_str)
             .unwrap_or_default()
     }
 }

@@ -7,12 +7,12 @@
 
 use std::fmt::Write;
 
-use serde_json::{Map, Value};
+use super::json::{Json, Object};
 
 pub(crate) use crate::guard::anomaly::needs_scan;
 
 /// (path, value) of every string in `object` that [`needs_scan`].
-pub(crate) fn scannable(object: &Map<String, Value>) -> Vec<(String, String)> {
+pub(crate) fn scannable(object: &Object<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     collect(object, &mut Vec::with_capacity(8), &mut out);
     out
@@ -47,32 +47,32 @@ pub(crate) fn path_of<'s, K: AsRef<str> + 's>(
 }
 
 fn collect<'a>(
-    object: &'a Map<String, Value>,
+    object: &'a Object<'_>,
     steps: &mut Vec<Step<&'a str>>,
     out: &mut Vec<(String, String)>,
 ) {
-    for (key, value) in object {
+    for (key, value) in object.iter() {
         steps.push(Step::Key(key));
         walk(value, steps, out);
         steps.pop();
     }
 }
 
-fn walk<'a>(value: &'a Value, steps: &mut Vec<Step<&'a str>>, out: &mut Vec<(String, String)>) {
+fn walk<'a>(value: &'a Json<'_>, steps: &mut Vec<Step<&'a str>>, out: &mut Vec<(String, String)>) {
     match value {
-        Value::String(s) if needs_scan(s.as_bytes()) => {
-            out.push((path_of(steps.iter()), s.clone()))
+        Json::String(s) if needs_scan(s.as_bytes()) => {
+            out.push((path_of(steps.iter()), s.to_string()))
         }
-        Value::String(_) => {}
-        Value::Object(o) => collect(o, steps, out),
-        Value::Array(items) => {
+        Json::String(_) => {}
+        Json::Object(o) => collect(o, steps, out),
+        Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 steps.push(Step::Index(i));
                 walk(item, steps, out);
                 steps.pop();
             }
         }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        Json::Null | Json::Bool(_) | Json::Number(_) => {}
     }
 }
 
@@ -98,8 +98,9 @@ mod tests {
 
     #[test]
     fn only_values_a_rule_could_match_with_their_paths() {
-        let v: Value = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
-        let out = scannable(v.as_object().unwrap());
+        let v = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
+        let serde_json::Value::Object(map) = v else { panic!("object") };
+        let out = scannable(&Object::from_map(map));
         let paths: Vec<(&str, &str)> = out.iter().map(|(p, v)| (p.as_str(), v.as_str())).collect();
         assert_eq!(
             paths,

@@ -2,15 +2,16 @@
 //! and well-formed, every known field has its documented type (numbers finite, ids bounded), unknown keys are
 //! dropped and counted. The first problem found is returned with its JSON path.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
+use super::json::{Json, Object};
 use super::{Cart, Customer, EventType, Item, Plan, RawEvent, Shipping, Transaction, ValidEvent};
 use crate::reject::Reject;
 
 /// Longest accepted `event_id`.
 pub const MAX_EVENT_ID: usize = 128;
 
-pub fn validate(raw: RawEvent) -> Result<ValidEvent, Reject> {
+pub fn validate(raw: RawEvent<'_>) -> Result<ValidEvent, Reject> {
     let index = raw.index;
     validate_object(raw.object).map_err(|r| r.in_event(index))
 }
@@ -47,16 +48,16 @@ const SHIPPING: &[&str] = &[
 
 /// One JSON object, split in a single pass over its entries into one slot per known key; the rest is counted
 /// as unknown (no per-key tree lookups, no leftover map).
-struct Obj {
+struct Obj<'a> {
     keys: &'static [&'static str],
-    slots: [Option<Value>; MAX_KEYS],
+    slots: [Option<Json<'a>>; MAX_KEYS],
     path: String,
     unknown: u32,
     first_unknown: Option<String>,
 }
 
-impl Obj {
-    fn new(map: Map<String, Value>, path: String, keys: &'static [&'static str]) -> Obj {
+impl<'a> Obj<'a> {
+    fn new(map: Object<'a>, path: String, keys: &'static [&'static str]) -> Obj<'a> {
         debug_assert!(keys.len() <= MAX_KEYS);
         let mut o = Obj {
             keys,
@@ -66,7 +67,7 @@ impl Obj {
             first_unknown: None,
         };
         for (k, v) in map {
-            match keys.iter().position(|known| *known == k) {
+            match keys.iter().position(|known| *known == k.as_ref()) {
                 Some(i) => o.slots[i] = Some(v),
                 None => {
                     o.unknown += 1;
@@ -88,7 +89,7 @@ impl Obj {
     }
 
     /// `null` counts as absent.
-    fn take(&mut self, key: &str) -> Option<Value> {
+    fn take(&mut self, key: &str) -> Option<Json<'a>> {
         let i = self.keys.iter().position(|known| *known == key)?;
         self.slots[i].take().filter(|v| !v.is_null())
     }
@@ -96,7 +97,7 @@ impl Obj {
     fn string(&mut self, key: &str) -> Result<Option<String>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Json::String(s)) => Ok(Some(Cow::into_owned(s))),
             Some(_) => Err(Reject::WrongType {
                 field: self.field(key),
                 expected: "string",
@@ -107,7 +108,7 @@ impl Obj {
     fn number(&mut self, key: &str) -> Result<Option<f64>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
+            Some(Json::Number(n)) => match n.as_f64() {
                 Some(f) if f.is_finite() => Ok(Some(f)),
                 _ => Err(Reject::InvalidValue {
                     field: self.field(key),
@@ -124,7 +125,7 @@ impl Obj {
     fn uint(&mut self, key: &str, max: u64) -> Result<Option<u64>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
+            Some(Json::Number(n)) => match n.as_u64() {
                 Some(v) if v <= max => Ok(Some(v)),
                 _ => Err(Reject::InvalidValue {
                     field: self.field(key),
@@ -141,7 +142,7 @@ impl Obj {
     fn boolean(&mut self, key: &str) -> Result<Option<bool>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(Json::Bool(b)) => Ok(Some(b)),
             Some(_) => Err(Reject::WrongType {
                 field: self.field(key),
                 expected: "boolean",
@@ -149,10 +150,14 @@ impl Obj {
         }
     }
 
-    fn object(&mut self, key: &str, keys: &'static [&'static str]) -> Result<Option<Obj>, Reject> {
+    fn object(
+        &mut self,
+        key: &str,
+        keys: &'static [&'static str],
+    ) -> Result<Option<Obj<'a>>, Reject> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Obj::new(map, self.field(key), keys))),
+            Some(Json::Object(map)) => Ok(Some(Obj::new(map, self.field(key), keys))),
             Some(_) => Err(Reject::WrongType {
                 field: self.field(key),
                 expected: "object",
@@ -188,7 +193,7 @@ struct Unknown {
 }
 
 impl Unknown {
-    fn add(&mut self, o: &Obj) {
+    fn add(&mut self, o: &Obj<'_>) {
         self.count += o.unknown;
         if self.first.is_none() {
             self.first.clone_from(&o.first_unknown);
@@ -196,7 +201,7 @@ impl Unknown {
     }
 }
 
-fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
+fn validate_object(map: Object<'_>) -> Result<ValidEvent, Reject> {
     let mut o = Obj::new(map, String::new(), ROOT);
     let site = o.required_string("site")?;
     if site.is_empty() {
@@ -264,7 +269,7 @@ fn validate_object(map: Map<String, Value>) -> Result<ValidEvent, Reject> {
     })
 }
 
-fn customer(mut o: Obj, unknown: &mut Unknown) -> Result<Customer, Reject> {
+fn customer(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Customer, Reject> {
     let c = Customer {
         email: o.string("email")?,
         first_name: o.string("first_name")?,
@@ -274,15 +279,15 @@ fn customer(mut o: Obj, unknown: &mut Unknown) -> Result<Customer, Reject> {
     Ok(c)
 }
 
-fn cart(mut o: Obj, unknown: &mut Unknown) -> Result<Cart, Reject> {
+fn cart(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Cart, Reject> {
     let value = o.number("value")?;
     let currency = o.currency("currency")?;
     let items = match o.take("items") {
         None => Vec::new(),
-        Some(Value::Array(list)) => {
+        Some(Json::Array(list)) => {
             let path = o.field("items");
-            let parse_item = |(i, v): (usize, Value)| match v {
-                Value::Object(map) => item(Obj::new(map, format!("{path}[{i}]"), ITEM), unknown),
+            let parse_item = |(i, v): (usize, Json<'_>)| match v {
+                Json::Object(map) => item(Obj::new(map, format!("{path}[{i}]"), ITEM), unknown),
                 _ => Err(Reject::WrongType {
                     field: format!("{path}[{i}]"),
                     expected: "object",
@@ -308,7 +313,7 @@ fn cart(mut o: Obj, unknown: &mut Unknown) -> Result<Cart, Reject> {
     })
 }
 
-fn item(mut o: Obj, unknown: &mut Unknown) -> Result<Item, Reject> {
+fn item(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Item, Reject> {
     let i = Item {
         sku: o.string("sku")?,
         name: o.string("name")?,
@@ -319,7 +324,7 @@ fn item(mut o: Obj, unknown: &mut Unknown) -> Result<Item, Reject> {
     Ok(i)
 }
 
-fn transaction(mut o: Obj, unknown: &mut Unknown) -> Result<Transaction, Reject> {
+fn transaction(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Transaction, Reject> {
     let t = Transaction {
         id: o.string("id")?,
         total: o.number("total")?,
@@ -329,7 +334,7 @@ fn transaction(mut o: Obj, unknown: &mut Unknown) -> Result<Transaction, Reject>
     Ok(t)
 }
 
-fn plan(mut o: Obj, unknown: &mut Unknown) -> Result<Plan, Reject> {
+fn plan(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Plan, Reject> {
     let p = Plan {
         id: o.string("id")?,
         name: o.string("name")?,
@@ -338,7 +343,7 @@ fn plan(mut o: Obj, unknown: &mut Unknown) -> Result<Plan, Reject> {
     Ok(p)
 }
 
-fn shipping(mut o: Obj, unknown: &mut Unknown) -> Result<Shipping, Reject> {
+fn shipping(mut o: Obj<'_>, unknown: &mut Unknown) -> Result<Shipping, Reject> {
     let s = Shipping {
         first_name: o.string("first_name")?,
         last_name: o.string("last_name")?,
@@ -355,7 +360,9 @@ fn shipping(mut o: Obj, unknown: &mut Unknown) -> Result<Shipping, Reject> {
 mod tests {
     use super::*;
 
-    fn raw(v: serde_json::Value, index: Option<usize>) -> RawEvent {
+    use serde_json::Value;
+
+    fn raw(v: serde_json::Value, index: Option<usize>) -> RawEvent<'static> {
         let Value::Object(object) = v else {
             panic!("object")
         };

@@ -158,7 +158,7 @@ pub fn admit(
     engine: &Engine,
     m: &ScreenMetrics,
     guard: &GuardMetrics,
-    events: &[RawEvent],
+    events: &[RawEvent<'_>],
     request: &RequestFacts<'_>,
 ) -> Result<(), Reject> {
     for (i, event) in events.iter().enumerate() {

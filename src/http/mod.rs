@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod answered;
 pub mod body;
 pub mod cors;
 pub mod idle;

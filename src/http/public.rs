@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode, Version};
 
+use super::answered::RouteLabel;
 use super::{body, cors, ingest, json, pixel, Resp};
 use crate::app::Ctx;
 use crate::config::Snapshot;
@@ -43,16 +44,16 @@ pub async fn handle(
     let started = Instant::now();
     let snap = ctx.config.load_full();
     let route = match req.uri().path() {
-        "/v1/events" => "events",
-        PIXEL => "pixel",
-        "/healthz" => "healthz",
-        p if p == snap.beacon.script_path => "script",
-        _ => "other",
+        "/v1/events" => RouteLabel::Events,
+        PIXEL => RouteLabel::Pixel,
+        "/healthz" => RouteLabel::Healthz,
+        p if p == snap.beacon.script_path => RouteLabel::Script,
+        _ => RouteLabel::Other,
     };
     let client = meta.request_client(req.headers(), &snap.trusted_proxies);
     let now = tokio::time::Instant::now().into_std();
     // The cross-origin grant of an answer on the event route, decided before the request is consumed.
-    let cors = (route == "events" && req.method() != Method::OPTIONS).then(|| {
+    let cors = (route == RouteLabel::Events && req.method() != Method::OPTIONS).then(|| {
         cors::origin(req.headers())
             .and_then(|o| cors::allowed(o, &snap.tenants))
             .map(str::to_owned)
@@ -99,14 +100,8 @@ pub async fn handle(
     if h1 && !drained {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    ctx.metrics
-        .request_seconds
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .requests
-        .with_label_values(&[route, res.status().as_str()])
-        .inc();
+    let seconds = started.elapsed().as_secs_f64();
+    ctx.metrics.answered.record(route, res.status(), seconds);
     Ok(res)
 }
 
