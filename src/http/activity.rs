@@ -16,11 +16,10 @@
 //! `tollgate_connections_idle_closed_total{listener,phase}`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
@@ -96,29 +95,36 @@ pub fn deadline(state: &State, limits: &Limits) -> Option<(Instant, Phase)> {
 /// Starts watching a connection that became ready for requests `now`: the tracker goes into the service, the
 /// watchdog beside the connection.
 pub fn watch(now: Instant, limits: Limits) -> (Tracker, Watchdog) {
-    let (tx, rx) = watch::channel(State {
+    let state = Arc::new(Mutex::new(State {
         in_flight: 0,
         served: false,
         since: now,
-    });
-    (Tracker { tx: Arc::new(tx) }, Watchdog { rx, limits })
+    }));
+    let tracker = Tracker {
+        state: state.clone(),
+    };
+    (tracker, Watchdog { state, limits })
 }
 
-/// Counts one connection's requests in flight; cheap to clone into the service.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts one connection's requests in flight; cheap to clone into the service. A request only updates
+/// the state (an uncontended lock): it neither wakes the watchdog nor touches a timer.
 #[derive(Clone)]
 pub struct Tracker {
-    tx: Arc<watch::Sender<State>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Tracker {
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn begin(&self) -> InFlight {
-        self.tx.send_modify(|s| {
-            s.in_flight += 1;
-            s.served = true;
-        });
+        let mut s = lock(&self.state);
+        s.in_flight += 1;
+        s.served = true;
         InFlight {
-            tx: self.tx.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -135,48 +141,42 @@ impl Tracker {
 
 /// One request in flight; dropping it ends the request and, if it was the last, starts the keep-alive clock.
 pub struct InFlight {
-    tx: Arc<watch::Sender<State>>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let now = Instant::now();
-        self.tx.send_modify(|s| {
-            s.in_flight -= 1;
-            if s.in_flight == 0 {
-                s.since = now;
-            }
-        });
+        let mut s = lock(&self.state);
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            s.since = now;
+        }
     }
 }
 
 /// Resolves when its connection has been idle past its [`deadline`].
 pub struct Watchdog {
-    rx: watch::Receiver<State>,
+    state: Arc<Mutex<State>>,
     limits: Limits,
 }
 
 impl Watchdog {
     /// Waits until the connection's deadline passes with no request starting, and says which rule fired.
-    /// Cancel-safe: dropping it loses nothing.
+    /// Lazy: it sleeps, then reads the state again. A request that ends after `now` sets a deadline no
+    /// earlier than `now + keepalive`, so sleeping until the current deadline or `now + keepalive`,
+    /// whichever comes first, never closes late. Cancel-safe: dropping it loses nothing.
     pub async fn expired(&mut self) -> Phase {
         loop {
-            let state = *self.rx.borrow_and_update();
+            let state = *lock(&self.state);
+            let now = Instant::now();
+            let look_again = now + self.limits.keepalive;
             match deadline(&state, &self.limits) {
-                None => changed(&mut self.rx).await,
-                Some((at, phase)) => tokio::select! {
-                    _ = tokio::time::sleep_until(at) => return phase,
-                    _ = changed(&mut self.rx) => {}
-                },
+                Some((at, phase)) if at <= now => return phase,
+                Some((at, _)) => tokio::time::sleep_until(at.min(look_again)).await,
+                None => tokio::time::sleep_until(look_again).await,
             }
         }
-    }
-}
-
-/// Resolves on the next change; never, once every tracker is gone (the state can no longer change).
-async fn changed(rx: &mut watch::Receiver<State>) {
-    if rx.changed().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -297,6 +297,21 @@ mod tests {
         drop(never);
         assert_eq!(dog.expired().await, Phase::Keepalive);
         assert_eq!(cancelled.elapsed(), secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keepalive_shorter_than_the_first_request_bound_is_kept() {
+        let limits = Limits {
+            first_request: secs(30),
+            keepalive: secs(5),
+        };
+        let (tracker, mut dog) = watch(Instant::now(), limits);
+        let waiting = tokio::spawn(async move { dog.expired().await });
+        tokio::time::sleep(secs(1)).await;
+        drop(tracker.begin());
+        let ended = Instant::now();
+        assert_eq!(waiting.await.unwrap(), Phase::Keepalive);
+        assert_eq!(ended.elapsed(), secs(5), "not the 30 s the watchdog first slept towards");
     }
 
     #[test]
