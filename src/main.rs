@@ -7,6 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 mod spool_cli;
+
+/// mimalloc instead of glibc's malloc: request handling allocates and frees many small buffers across two
+/// threads, where glibc's arenas showed ~10% of server CPU in profiles (docs/performance.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use tollgate::app::App;
 use tollgate::clock::SystemClock;
