@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+mod health_cli;
 mod spool_cli;
 use clap::{Parser, Subcommand};
 use tollgate::app::App;
@@ -66,6 +67,15 @@ enum Command {
     Spool {
         #[command(subcommand)]
         command: SpoolCommand,
+    },
+    /// Probe the admin listener: one HTTP GET, exit 0 on 200 and 1 otherwise (a container HEALTHCHECK
+    /// without curl).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+        /// Connect, write and read timeout.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
     /// The hash-chained audit log.
     Audit {
@@ -141,6 +151,10 @@ fn main() -> ExitCode {
             emails,
         } => suppress(&config, &site, emails),
         Command::Snippet { config, site, url } => snippet(&config, &site, url),
+        Command::Health { url, timeout_ms } => {
+            health_cli::probe(&url, std::time::Duration::from_millis(timeout_ms))
+                .map(|status| println!("{url}: {status}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
