@@ -328,8 +328,14 @@ fn configmap_config_passes_tollgate_check_and_matches_its_mounts() {
 fn stream_definition_outlasts_the_configmap_sinks_retries() {
     let dir = tempfile::tempdir().unwrap();
     let snapshot = config::load(&materialize(dir.path()), LoadMode::Check).expect("valid config");
+    let file: serde_json::Value = serde_json::from_str(&read("deploy/nats/stream.json")).unwrap();
     let stream: async_nats::jetstream::stream::Config =
-        serde_json::from_str(&read("deploy/nats/stream.json")).expect("stream.json");
+        serde_json::from_value(file.clone()).expect("stream.json");
+    // Every key is one the JetStream API knows (serde would drop a misspelt one): it comes back unchanged.
+    let back = serde_json::to_value(&stream).unwrap();
+    for (key, value) in file.as_object().unwrap() {
+        assert_eq!(&back[key], value, "stream.json: {key}");
+    }
     let sinks: Vec<_> = snapshot
         .sinks
         .iter()
