@@ -175,7 +175,11 @@ pub fn minimize(ev: ValidEvent, ctx: &Context<'_>, report: &mut Report) -> Outco
 }
 
 fn leaf(field: Field) -> &'static str {
-    field.path().rsplit('.').next().unwrap_or_default()
+    let path = field.path();
+    match path.bytes().rposition(|b| b == b'.') {
+        Some(dot) => &path[dot + 1..],
+        None => path,
+    }
 }
 
 /// The key suffix for a field under an action: derived values get one so downstream never mistakes a hash or

@@ -1,8 +1,6 @@
 //! out: the minimized record is written straight into JSON bytes, keys in a fixed order, with no intermediate
 //! `serde_json::Value` tree: the spool stores exactly these bytes.
 
-use std::io::Write;
-
 /// One JSON object under construction. Empty nested objects are left out by [`Obj::obj`].
 pub struct Obj {
     buf: Vec<u8>,
@@ -32,13 +30,22 @@ impl Obj {
 
     pub fn str(&mut self, leaf: &str, suffix: &str, value: &str) {
         self.key(leaf, suffix);
-        // Writing a &str into a Vec cannot fail; serde_json escapes it.
-        let _ = serde_json::to_writer(&mut self.buf, value);
+        // Most values need no escape: copied as they are. Otherwise serde_json escapes them (writing into a
+        // Vec cannot fail).
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.reserve(value.len() + 2);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut self.buf, value);
+        }
     }
 
     pub fn int(&mut self, leaf: &str, value: i64) {
         self.key(leaf, "");
-        let _ = write!(self.buf, "{value}");
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     /// Finite numbers only (`validate` refuses the others); a non-finite one is left out.
@@ -108,5 +115,20 @@ mod tests {
             serde_json::json!({"site": "démo 😀", "received_ms": -5, "value": 12.5, "converted": false,
                 "customer": {"email_hash": "k1:ab\"\n"}})
         );
+    }
+
+    #[test]
+    fn strings_are_written_byte_for_byte_as_serde_json_writes_them() {
+        for v in ["plain", "", "quote\"", "back\\slash", "nl\n", "\u{1}\u{1f}", "\u{7f}é😀/", "<tag>&"] {
+            let mut o = Obj::with_capacity(8);
+            o.str("k", "", v);
+            let want = format!("{{\"k\":{}}}", serde_json::to_string(v).unwrap());
+            assert_eq!(String::from_utf8(o.finish()).unwrap(), want, "{v:?}");
+        }
+        for n in [0, -1, i64::MIN, i64::MAX, 1732262400000] {
+            let mut o = Obj::with_capacity(8);
+            o.int("n", n);
+            assert_eq!(String::from_utf8(o.finish()).unwrap(), format!("{{\"n\":{n}}}"));
+        }
     }
 }
