@@ -10,7 +10,7 @@ use super::health::{Fault, WriterState};
 use super::segment::{self, SegmentHeader};
 use super::shared::{Position, Shared};
 use super::space::Space;
-use super::writer::{Limits, Pending};
+use super::writer::{Answer, Limits, Pending};
 use super::{fsutil, SpoolError};
 use crate::clock::Clock;
 
@@ -108,12 +108,13 @@ impl ActiveLog {
         self.space.publish_bytes(&self.shared.metrics);
     }
 
-    /// Writes a batch and answers every waiter: `Full` for appends that do not fit (checked before any byte
-    /// of them is written), then `Ok` after the fsync that covers the rest, or `Io` for all if anything failed.
-    pub(crate) fn commit(&mut self, batch: Vec<Pending>) {
+    /// Writes a batch and puts every waiter's answer into `answers`: `Full` for appends that do not fit
+    /// (checked before any byte of them is written), then `Ok` after the fsync that covers the rest, or `Io`
+    /// for all if anything failed. The caller sends them ([`super::writer`]'s relay).
+    pub(crate) fn commit(&mut self, batch: Vec<Pending>, answers: &mut Vec<Answer>) {
         if let Some(failure) = &self.failed {
             for p in batch {
-                let _ = p.reply.send(Err(failure.to_error()));
+                answers.push((p.reply, Err(failure.to_error())));
             }
             return;
         }
@@ -134,7 +135,7 @@ impl ActiveLog {
                 self.shared.metrics.full.inc();
                 self.shared.health.set_full(true);
                 refused = true;
-                let _ = p.reply.send(Err(SpoolError::Full));
+                answers.push((p.reply, Err(SpoolError::Full)));
                 continue;
             }
             if rotates {
@@ -153,18 +154,15 @@ impl ActiveLog {
                     self.shared.health.set_full(false);
                 }
                 self.shared.metrics.records.inc_by(records);
-                for p in waiters {
-                    let _ = p.reply.send(Ok(()));
-                }
+                answers.extend(waiters.into_iter().map(|p| (p.reply, Ok(()))));
             }
             Err(e) => {
                 tracing::error!(error = %e, segment = self.seg_no, "spool: commit failed");
                 // After `fail` this stays `Stopped`.
                 self.shared.health.set_writer(WriterState::Failing);
                 for p in waiters.into_iter().chain(queue) {
-                    let _ = p
-                        .reply
-                        .send(Err(SpoolError::Io(io::Error::new(e.kind(), e.to_string()))));
+                    let error = SpoolError::Io(io::Error::new(e.kind(), e.to_string()));
+                    answers.push((p.reply, Err(error)));
                 }
             }
         }

@@ -36,6 +36,56 @@ impl Pending {
     }
 }
 
+/// One waiter's answer: the channel its append waits on, and the outcome of the commit that covered it.
+pub(crate) type Answer = (
+    oneshot::Sender<Result<(), SpoolError>>,
+    Result<(), SpoolError>,
+);
+
+/// Sends a commit's answers. Each answer wakes a request task; woken from this thread, each wake goes
+/// through the runtime's shared inject queue (a lock, and a futex when a worker sleeps). So the writer
+/// hands the whole batch to a relay task on the runtime that opened the spool: one cross-thread wake per
+/// commit, and the request tasks are woken on a worker's own queue. Without a runtime (or once it is gone)
+/// the writer answers directly.
+struct Relay {
+    tx: Option<mpsc::UnboundedSender<Vec<Answer>>>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Relay { tx: None };
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Answer>>();
+        runtime.spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                answer_all(batch);
+            }
+        });
+        Relay { tx: Some(tx) }
+    }
+
+    fn deliver(&self, batch: Vec<Answer>) {
+        if batch.is_empty() {
+            return;
+        }
+        match &self.tx {
+            Some(tx) => {
+                if let Err(unsent) = tx.send(batch) {
+                    answer_all(unsent.0);
+                }
+            }
+            None => answer_all(batch),
+        }
+    }
+}
+
+fn answer_all(batch: Vec<Answer>) {
+    for (to, outcome) in batch {
+        let _ = to.send(outcome);
+    }
+}
+
 /// Bounds the writer enforces (copied from `SpoolConfig`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -67,6 +117,7 @@ pub(crate) fn spawn(
         .enable_time()
         .build()?;
     let log = ActiveLog::open(shared.clone(), space, next_seg, limits, clock)?;
+    let relay = Relay::start();
     let (shutdown, shutdown_rx) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     let inbox = Inbox {
@@ -77,7 +128,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("tollgate-spool".into())
         .spawn(move || {
-            let result = runtime.block_on(run(inbox, log, limits));
+            let result = runtime.block_on(run(inbox, log, limits, relay));
             shared
                 .closed
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -103,7 +154,12 @@ impl WriterThread {
     }
 }
 
-async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(), SpoolError> {
+async fn run(
+    mut inbox: Inbox,
+    mut log: ActiveLog,
+    limits: Limits,
+    relay: Relay,
+) -> Result<(), SpoolError> {
     let mut carry = None;
     // With max_age, wake up now and then to expire even when no append arrives.
     let tick = limits
@@ -123,7 +179,9 @@ async fn run(mut inbox: Inbox, mut log: ActiveLog, limits: Limits) -> Result<(),
         };
         let (batch, next) = gather(first, &mut inbox, limits).await;
         carry = next;
-        log.commit(batch);
+        let mut answers = Vec::with_capacity(batch.len());
+        log.commit(batch, &mut answers);
+        relay.deliver(answers);
     }
     log.finish()
 }
