@@ -10,8 +10,10 @@ one; `session_reused` tells which ones really resumed, and run.sh checks the cou
 """
 import argparse
 import multiprocessing as mp
+import signal
 import socket
 import ssl
+import sys
 import time
 
 
@@ -86,7 +88,9 @@ def main():
     req = request(args.body, args.bearer)
     out = mp.Queue()
     t0 = time.monotonic()
-    procs = [mp.Process(target=worker, args=(args, req, out)) for _ in range(args.procs)]
+    # Stopped by run.sh (SIGTERM): exit normally, which terminates the daemonic children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    procs = [mp.Process(target=worker, args=(args, req, out), daemon=True) for _ in range(args.procs)]
     for pr in procs:
         pr.start()
     results = [out.get(timeout=args.seconds + 60) for _ in procs]

@@ -3,7 +3,7 @@
 # scenario, each one alternating Tollgate and nginx runs (A B A B), reported as a table of ratios.
 #
 #   bash loadtest/run.sh                        # every scenario, 10 s per run, 2 rounds (~10 min)
-#   SHORT=1 bash loadtest/run.sh                # 3 s per run (~3 min)
+#   SHORT=1 bash loadtest/run.sh                # 2 s per run, 5,000 idle connections (~3 min)
 #   SMOKE=1 bash loadtest/run.sh                # 1 s per run, 1 round, 200 idle connections: for CI (~1 min)
 #   SCENARIOS=1,4 TOLLGATE_BIN=target/debug/tollgate PERF_DOC=/tmp/perf.md bash loadtest/run.sh
 #
@@ -28,7 +28,7 @@ source "$ROOT/loadtest/lib/scenarios.sh"
 if [[ "${SMOKE:-0}" == 1 ]]; then
   MODE=smoke; d=1 ROUNDS=1 IDLE_N=200 FSYNC_N=50
 elif [[ "${SHORT:-0}" == 1 ]]; then
-  MODE=short; d=3 ROUNDS=2 IDLE_N=10000 FSYNC_N=500
+  MODE=short; d=2 ROUNDS=2 IDLE_N=5000 FSYNC_N=500
 else
   MODE=full; d=10 ROUNDS=2 IDLE_N=10000 FSYNC_N=500
 fi

@@ -76,11 +76,11 @@ client_handshake() { # client_handshake FILE TLS(1.2|1.3) full|resume
 
 client_idle() { # client_idle FILE N: opens N idle connections; reads server memory while they are open
   local f="$1" n="$2" pid i before after
-  note_cmd "python3 loadtest/idle.py --port PORT --n $n --concurrency 200 --hold 4 --body tests/fixtures/sample_event.json --bearer SECRET"
+  note_cmd "python3 loadtest/idle.py --port PORT --n $n --procs 2 --concurrency 200 --hold 3 --body tests/fixtures/sample_event.json --bearer SECRET"
   read -r before _ < <(mem_kib "$SRV_PID")
   read -r _ rss_before < <(mem_kib "$SRV_PID")
-  timeout --foreground 300 python3 "$ROOT/loadtest/idle.py" --port "$SRV_PORT" --n "$n" --concurrency 200 \
-    --hold 4 --body "$BODY" --bearer "$LOADTEST_BEARER" >"$f" 2>&1 &
+  timeout --foreground 300 python3 "$ROOT/loadtest/idle.py" --port "$SRV_PORT" --n "$n" --procs 2 \
+    --concurrency 200 --hold 3 --body "$BODY" --bearer "$LOADTEST_BEARER" >"$f" 2>&1 &
   pid=$!
   own "$pid"
   for ((i = 0; i < 2400; i++)); do

@@ -19,7 +19,7 @@ start_nginx() { # start_nginx MODE(return|proxy) [CPUS] [WORKERS]: sets NG_PID N
     [[ "$up" != "$NG_PORT" ]] || continue
     sed -e "s|@WORKERS@|$workers|; s|@DIR@|$dir|g; s|@PORT@|$NG_PORT|; s|@UPSTREAM_PORT@|$up|g" \
         -e "s|@CERT@|$TMP/tls/leaf.pem|; s|@KEY@|$TMP/tls/leaf.key|; s|@LOCATION@|$loc|" \
-        -e "s|@NOFILE@|$((IDLE_N * 2 + 4096))|; s|@WORKER_CONNECTIONS@|$((IDLE_N + 4096))|" \
+        -e "s|@NOFILE@|$(ulimit -n)|; s|@WORKER_CONNECTIONS@|$((IDLE_N + 4096))|" \
         "$ROOT/loadtest/nginx.conf.in" >"$dir/nginx.conf"
     ${cpus:+taskset -c $cpus} nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" 2>>"$dir/error.log" &
     NG_PID=$!
