@@ -245,6 +245,11 @@ def main():
           f"{meta.get('duration_s')} s per run, rounds shown as r1 / r2")
     for cells in [head] + lines:
         print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    if "6" in table:
+        print(f"scenario 6 at {meta.get('offered_rps')} req/s offered: " + "; ".join(
+            f"{t} achieved " + " / ".join(f"{f['rate']:.0f}" for f in table["6"]["per"][t]) + " req/s, p50/p99/p99.9 ms "
+            + " / ".join(f"{f['p50_us']:.2f} {f['p99_us']:.2f} {f['p999_us']:.2f}" for f in table["6"]["per"][t])
+            for t in TARGETS))
     med = int(meta.get("fsync_median_us", 0))
     print(f"fsync (8 KiB + fdatasync): median {med / 1000:.3f} ms, p99 {int(meta.get('fsync_p99_us', 0)) / 1000:.3f} ms"
           + (f"; 32 conns / fsync = {bound:.0f} req/s, Tollgate at {share * 100:.0f}%" if bound and share else ""))

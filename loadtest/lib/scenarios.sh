@@ -14,14 +14,16 @@ run_one() {
   [[ "$workers" == - ]] && workers=""
   shift 4
   out="$TMP/out/$scn-$target-$round.txt"
+  SCN="$scn"
   if [[ "$target" == tollgate ]]; then
     start_tollgate "$scn-$round" "$cpus" "$workers"
     SRV_PID="$TG_PID" SRV_PORT="$TG_PORT"
+    note_cmd "tollgate: ${workers:+TOKIO_WORKER_THREADS=$workers }${cpus:+taskset -c $cpus }tollgate run -c tollgate.toml"
   else
     start_nginx "$mode" "$cpus" "${workers:-auto}"
     SRV_PID="$NG_PID" SRV_PORT="$NG_PORT"
+    note_cmd "nginx: ${cpus:+taskset -c $cpus }nginx -p DIR -c nginx.conf (loadtest/nginx.conf.in: worker_processes ${workers:-auto}, location /v1/events: $( [[ "$mode" == proxy ]] && echo 'proxy_pass http://collector (keepalive 64)' || echo 'return 204'))"
   fi
-  SCN="$scn"
   before="$(cpu_ticks "$SRV_PID")"
   "$@" "$out"
   after="$(cpu_ticks "$SRV_PID")"
