@@ -5,11 +5,11 @@
 C_OK=0
 C_DUR_US=0
 C_EXTRA=""
-note_cmd() { echo "CMD scn=$SCN $*" >>"$TMP/commands.txt"; }
+note_cmd() { local t="$*"; echo "CMD scn=$SCN ${t//$TMP\/out\//}" >>"$TMP/commands.txt"; }
 
 client_wrk() { # client_wrk FILE CONNS THREADS [CPUS]
   local f="$1" k v
-  note_cmd "${4:+taskset -c $4 }wrk -t$3 -c$2 -d${DURATION}s --latency -s loadtest/events.lua https://127.0.0.1:PORT/v1/events"
+  note_cmd "client: ${4:+taskset -c $4 }wrk -t$3 -c$2 -d${DURATION}s --latency -s loadtest/events.lua https://127.0.0.1:PORT/v1/events"
   LOADTEST_BODY="$BODY" timeout --foreground $((DURATION + 30)) ${4:+taskset -c $4} \
     wrk -t"$3" -c"$2" -d"${DURATION}s" --latency -s "$LUA" "https://127.0.0.1:$SRV_PORT/v1/events" >"$f" 2>&1 \
     || { cat "$f" >&2; die "wrk failed"; }
@@ -27,7 +27,7 @@ client_wrk() { # client_wrk FILE CONNS THREADS [CPUS]
 client_h2load() { # client_h2load FILE CONNS STREAMS THREADS [more h2load args]
   local f="$1" c="$2" m="$3" t="$4" line total ok failed errored timeouts s4 s5 secs
   shift 4
-  note_cmd "h2load -t$t -c$c -m$m -D $DURATION -d tests/fixtures/sample_event.json -H 'content-type: application/json' -H 'authorization: Bearer SECRET' $* https://127.0.0.1:PORT/v1/events"
+  note_cmd "client: h2load -t$t -c$c -m$m -D $DURATION -d tests/fixtures/sample_event.json -H 'content-type: application/json' -H 'authorization: Bearer SECRET' ${*:+$* }https://127.0.0.1:PORT/v1/events"
   timeout --foreground $((DURATION + 30)) h2load -t"$t" -c"$c" -m"$m" -D "$DURATION" -d "$BODY" \
     -H 'content-type: application/json' -H "authorization: Bearer $LOADTEST_BEARER" "$@" \
     "https://127.0.0.1:$SRV_PORT/v1/events" >"$f" 2>&1 || { cat "$f" >&2; die "h2load failed"; }
@@ -54,7 +54,7 @@ client_h2load() { # client_h2load FILE CONNS STREAMS THREADS [more h2load args]
 client_handshake() { # client_handshake FILE TLS(1.2|1.3) full|resume
   local f="$1" tls="$2" mode="$3" n ok reused errors flag=""
   [[ "$mode" == resume ]] && flag="--resume"
-  note_cmd "python3 loadtest/handshake.py --port PORT --seconds $DURATION --procs $HS_PROCS --tls $tls $flag --body tests/fixtures/sample_event.json --bearer SECRET"
+  note_cmd "client: python3 loadtest/handshake.py --port PORT --seconds $DURATION --procs $HS_PROCS --tls $tls${flag:+ $flag} --body tests/fixtures/sample_event.json --bearer SECRET"
   timeout --foreground $((DURATION + 60)) python3 "$ROOT/loadtest/handshake.py" --port "$SRV_PORT" \
     --seconds "$DURATION" --procs "$HS_PROCS" --tls "$tls" $flag --body "$BODY" --bearer "$LOADTEST_BEARER" \
     >"$f" 2>&1 || { cat "$f" >&2; die "handshake.py failed"; }
@@ -76,7 +76,7 @@ client_handshake() { # client_handshake FILE TLS(1.2|1.3) full|resume
 
 client_idle() { # client_idle FILE N: opens N idle connections; reads server memory while they are open
   local f="$1" n="$2" pid i before after
-  note_cmd "python3 loadtest/idle.py --port PORT --n $n --procs 2 --concurrency 200 --hold 3 --body tests/fixtures/sample_event.json --bearer SECRET"
+  note_cmd "client: python3 loadtest/idle.py --port PORT --n $n --procs 2 --concurrency 200 --hold 3 --body tests/fixtures/sample_event.json --bearer SECRET"
   read -r before _ < <(mem_kib "$SRV_PID")
   read -r _ rss_before < <(mem_kib "$SRV_PID")
   timeout --foreground 300 python3 "$ROOT/loadtest/idle.py" --port "$SRV_PORT" --n "$n" --procs 2 \

@@ -94,8 +94,9 @@ scenario_7() {
 }
 
 client_latency() { # client_latency FILE RPS_PER_CLIENT: h2load at a fixed rate; percentiles from its log
-  local f="$1" log="$1.log"
+  local f="$1" log="$TMP/out/latency.log"
   client_h2load "$f" "$LAT_CONNS" 10 1 --rps="$2" --log-file="$log"
+  note_cmd "client: python3 loadtest/latency.py latency.log"
   python3 "$ROOT/loadtest/latency.py" "$log" >>"$f"
   (( $(kv "$f" LATENCY bad) == 0 )) || die "latency: $(kv "$f" LATENCY bad) requests not answered 2xx"
   C_EXTRA="$C_EXTRA $(grep '^LATENCY ' "$f" | cut -d' ' -f2-)"
