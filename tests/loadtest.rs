@@ -92,7 +92,11 @@ fn smoke_run_has_every_scenario_for_both_targets() {
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("tollgate-loadtest."))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tollgate-loadtest.")
+        })
         .collect();
     assert!(left.is_empty(), "the harness left its temp dir behind");
     eprintln!(
