@@ -131,7 +131,9 @@ def markdown(table, meta, commands, tgt, bound, share):
         f"Mode `{m.get('mode')}`: {m.get('duration_s')} s per run, {m.get('rounds')} round(s) per scenario, "
         f"Tollgate and nginx alternating ({' '.join(['A B'] * int(m.get('rounds', 1)))}), "
         f"each run on a freshly started server. "
-        f"Scenarios {m.get('scenarios')}. Run took {m.get('time_total', '?')} s."
+        f"Scenarios {m.get('scenarios')}. Run took {m.get('time_total', '?')} s ("
+        + ", ".join(f"scenario {k[len('time_scenario_'):]}: {v} s" for k, v in m.items() if k.startswith("time_scenario_"))
+        + ")."
     )
     out += ["", "### Machine", ""]
     for k, label in [
@@ -148,7 +150,9 @@ def markdown(table, meta, commands, tgt, bound, share):
     out += ["", "### fsync latency of the spool's disk", ""]
     med, p99 = int(m.get("fsync_median_us", 0)), int(m.get("fsync_p99_us", 0))
     out.append(f"8 KiB append + `fdatasync`, {m.get('fsync_n')} times (`loadtest/fsync.py`): "
-               f"median {med / 1000:.3f} ms, p99 {p99 / 1000:.3f} ms.")
+               f"median {med / 1000:.3f} ms, p99 {p99 / 1000:.3f} ms before the scenarios"
+               + (f"; after them median {int(m['fsync_after_median_us']) / 1000:.3f} ms, "
+                  f"p99 {int(m['fsync_after_p99_us']) / 1000:.3f} ms." if "fsync_after_median_us" in m else "."))
     if bound:
         line = (f"Bound at 32 connections (one request outstanding each, one fsync per request): "
                 f"32 / {med / 1000:.3f} ms = {fmt(bound, 'req/s')} req/s")
@@ -253,7 +257,9 @@ def main():
             + " / ".join(f"{f['p50_us']:.2f} {f['p99_us']:.2f} {f['p999_us']:.2f}" for f in table["6"]["per"][t])
             for t in TARGETS))
     med = int(meta.get("fsync_median_us", 0))
-    print(f"fsync (8 KiB + fdatasync): median {med / 1000:.3f} ms, p99 {int(meta.get('fsync_p99_us', 0)) / 1000:.3f} ms"
+    print(f"fsync (8 KiB + fdatasync) before the scenarios: median {med / 1000:.3f} ms, "
+          f"p99 {int(meta.get('fsync_p99_us', 0)) / 1000:.3f} ms"
+          + (f" (after: median {int(meta['fsync_after_median_us']) / 1000:.3f} ms)" if "fsync_after_median_us" in meta else "")
           + (f"; 32 conns / fsync = {bound:.0f} req/s, Tollgate at {share * 100:.0f}%" if bound and share else ""))
     for name, v, op, want in tgt:
         print(f"target: {name}: {'—' if v is None else f'{v:.2f}'} -> {verdict(v, op, want)}")
