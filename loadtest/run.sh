@@ -2,9 +2,9 @@
 # Whole-system load test (issue #12): Tollgate against nginx, side by side on this machine, scenario by
 # scenario, each one alternating Tollgate and nginx runs (A B A B), reported as a table of ratios.
 #
-#   bash loadtest/run.sh                        # every scenario, 10 s per run, 2 rounds (~10 min)
-#   SHORT=1 bash loadtest/run.sh                # 2 s per run, 5,000 idle connections (~3 min)
-#   SMOKE=1 bash loadtest/run.sh                # 1 s per run, 1 round, 200 idle connections: for CI (~1 min)
+#   bash loadtest/run.sh                        # every scenario, 10 s per run, 2 rounds (~8 min)
+#   SHORT=1 bash loadtest/run.sh                # 2 s per run, 5,000 idle connections (~2 min)
+#   SMOKE=1 bash loadtest/run.sh                # 1 s per run, 1 round, 200 idle connections: for CI (~40 s)
 #   SCENARIOS=1,4 TOLLGATE_BIN=target/debug/tollgate PERF_DOC=/tmp/perf.md bash loadtest/run.sh
 #
 # Scenarios (see loadtest/README.md): 1 keep-alive HTTP/1.1 at 32 and 128 connections, 2 HTTP/2 multiplexed,
