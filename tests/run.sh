@@ -26,11 +26,28 @@ have slowhttptest || missing+=(slowhttptest)
 have testssl || missing+=(testssl.sh)
 # systemd-analyze: tests/deploy.rs verifies deploy/systemd/tollgate.service offline.
 have systemd-analyze || missing+=(systemd)
+# nginx, wrk and h2load: tests/loadtest.rs runs loadtest/run.sh (SMOKE=1), Tollgate side by side with nginx.
+have nginx || missing+=(nginx)
+have wrk || missing+=(wrk)
+have h2load || missing+=(nghttp2-client)
+have python3 || missing+=(python3)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
+  # Installing nginx must not start the distribution's service (port 80): a policy-rc.d that forbids it for the
+  # install, removed afterwards only if this script created it.
+  policy_created=0
+  case " ${missing[*]} " in *" nginx "*)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+      $sudo chmod 755 /usr/sbin/policy-rc.d
+      policy_created=1
+    fi ;;
+  esac
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" || install_failed=1
+  [ "$policy_created" = 0 ] || $sudo rm -f /usr/sbin/policy-rc.d
+  [ -z "${install_failed:-}" ] || { echo "tests/run.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
 # The real CC0 country database (about 8 MB), fetched once into target/ with `npm pack`.
