@@ -18,6 +18,7 @@
 //! written: retrying it cannot help. One process may use a root at a time.
 
 mod civil;
+mod encode;
 mod layout;
 mod open_file;
 mod service;
@@ -28,6 +29,9 @@ mod tests;
 
 use std::path::PathBuf;
 
+/// The per-batch work before any write, public for `benches/encode.rs`.
+#[doc(hidden)]
+pub use encode::{check_batch, push_line, records};
 pub use service::FileSink;
 pub use store::FileStore;
 

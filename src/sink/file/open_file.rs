@@ -48,8 +48,7 @@ impl OpenFile {
 
     /// Appends `payload` and a newline.
     pub(super) fn append(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(payload);
-        self.buf.push(b'\n');
+        super::encode::push_line(&mut self.buf, payload);
         self.len += payload.len() as u64 + 1;
         self.dirty = true;
         if self.buf.len() >= FLUSH_BYTES {

@@ -1,6 +1,7 @@
 //! The file store as a [`Sink`]: writes on the blocking pool (it fsyncs), classifies I/O errors.
 
-use super::{FileStore, Record};
+use super::encode::records;
+use super::FileStore;
 use crate::sink::outcome::classify_io;
 use crate::sink::{BoxFuture, SendError, Sink, SinkBatch};
 
@@ -26,16 +27,7 @@ impl Sink for FileSink {
             };
             let owned = batch.records.to_vec();
             let joined = tokio::task::spawn_blocking(move || {
-                let records: Vec<Record<'_>> = owned
-                    .iter()
-                    .map(|r| Record {
-                        site: &r.site,
-                        event_id: &r.event_id,
-                        received_ms: r.received_ms,
-                        payload: &r.payload,
-                    })
-                    .collect();
-                let result = store.write_batch(&records).map(|_| ());
+                let result = store.write_batch(&records(&owned)).map(|_| ());
                 (store, result)
             })
             .await;

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::civil::UtcHour;
+use super::encode::check_batch;
 use super::layout;
 use super::open_file::OpenFile;
 use super::{FileStoreConfig, Record, WriteStats, MAX_OPEN_FILES};
@@ -219,18 +220,4 @@ impl FileStore {
         }
         self.next_number.insert(key, next);
     }
-}
-
-/// Refuses the batch before anything is written if any record could never be stored.
-fn check_batch(records: &[Record<'_>]) -> io::Result<()> {
-    for record in records {
-        layout::check_site(record.site)?;
-        if record.payload.contains(&b'\n') {
-            return Err(layout::invalid_input(format!(
-                "payload of event {:?} contains a newline",
-                record.event_id
-            )));
-        }
-    }
-    Ok(())
 }

@@ -25,6 +25,7 @@
 //! [`classify`] is the one place a NATS failure becomes retry or dead letter.
 
 pub mod config;
+pub mod encode;
 pub mod service;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};

@@ -7,15 +7,14 @@ use std::time::Duration;
 use async_nats::jetstream::context::{
     ContextBuilder, PublishAckFuture, PublishError, PublishErrorKind,
 };
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, publish::PublishAck};
-use bytes::Bytes;
 
 use super::classify;
-use super::config::{ensure_stream, is_token, StreamProblem};
+use super::config::{ensure_stream, StreamProblem};
+use super::encode::{check_batch, message};
 use crate::config::{NatsConfig, SinkConfig};
 use crate::sink::build::BuildError;
-use crate::sink::{BoxFuture, DeadReason, RetryReason, SendError, Sink, SinkBatch};
+use crate::sink::{BoxFuture, RetryReason, SendError, Sink, SinkBatch};
 use crate::spool::StoredRecord;
 
 /// A JetStream sink. See the [module docs](super) for what its `Ok` means.
@@ -114,14 +113,7 @@ impl NatsSink {
                 return Err(SendError::retry(RetryReason::Server, m));
             }
         }
-        if let Some(i) = records
-            .iter()
-            .position(|r| !is_token(&r.site) || !valid_id(&r.event_id))
-        {
-            let detail =
-                format!("record {i}: site is not a subject token or event id is not a Nats-Msg-Id");
-            return Err(SendError::dead(DeadReason::Invalid, detail));
-        }
+        check_batch(records)?;
         let mut pending: VecDeque<PublishAckFuture> =
             VecDeque::with_capacity(self.max_in_flight.min(records.len()));
         let (mut stored, mut duplicates) = (0usize, 0usize);
@@ -145,10 +137,7 @@ impl NatsSink {
 
     /// Publishes one record; the wait for a send slot is bounded by the sink's timeout.
     async fn publish(&self, record: &StoredRecord) -> Result<PublishAckFuture, SendError> {
-        let subject = format!("{}.{}", self.subject, record.site);
-        let msg = PublishMessage::build()
-            .payload(Bytes::copy_from_slice(&record.payload))
-            .message_id(&record.event_id);
+        let (subject, msg) = message(&self.subject, record);
         let js = &self.conn.as_ref().expect("connected before publishing").js;
         match tokio::time::timeout(self.timeout, js.send_publish(subject, msg)).await {
             Ok(sent) => sent.map_err(|e| classify(&e)),
@@ -173,11 +162,6 @@ enum Unreached {
     Stream(String),
 }
 
-/// A `Nats-Msg-Id` value: non-empty, no control characters (header syntax), no surrounding spaces.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.trim() == id && !id.chars().any(char::is_control)
-}
-
 impl Sink for NatsSink {
     fn send<'a>(&'a mut self, batch: SinkBatch<'a>) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
@@ -196,18 +180,5 @@ impl Sink for NatsSink {
                 let _ = tokio::time::timeout(self.timeout, c.client.flush()).await;
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_id;
-
-    #[test]
-    fn message_ids_must_be_header_safe() {
-        assert!(valid_id("01JD3V4X7E8K9M2N5P6Q7R8S9T"));
-        for bad in ["", " a", "a ", "a\r\nX: y", "a\tb"] {
-            assert!(!valid_id(bad), "{bad:?}");
-        }
     }
 }
