@@ -359,7 +359,9 @@ mod tests {
             Json::Number(n) => Value::Number(n.clone()),
             Json::String(s) => Value::String(s.to_string()),
             Json::Array(items) => Value::Array(items.iter().map(to_value).collect()),
-            Json::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.to_owned(), to_value(v))).collect()),
+            Json::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.to_owned(), to_value(v))).collect())
+            }
         }
     }
 
@@ -377,14 +379,21 @@ mod tests {
         let dup = |t: &str| parse(t).unwrap().1.duplicate_key;
         assert_eq!(dup(r#"[{"a":1},{"a":2}]"#), None, "one key per object");
         assert_eq!(dup(r#"[{"a":1,"a":2}]"#).as_deref(), Some("[0].a"));
-        assert_eq!(dup(r#"{"a\u0062":1,"ab":2}"#).as_deref(), Some("ab"), "escaped keys compare by value");
+        assert_eq!(
+            dup(r#"{"a\u0062":1,"ab":2}"#).as_deref(),
+            Some("ab"),
+            "escaped keys compare by value"
+        );
     }
 
     #[test]
     fn strings_without_escapes_are_borrowed() {
         let (v, _) = parse(r#"{"plain":"abc","esc":"a\nb"}"#).unwrap();
         let Json::Object(o) = v else { panic!("object") };
-        assert!(matches!(o.get("plain"), Some(Json::String(Cow::Borrowed("abc")))));
+        assert!(matches!(
+            o.get("plain"),
+            Some(Json::String(Cow::Borrowed("abc")))
+        ));
         assert!(matches!(o.get("esc"), Some(Json::String(Cow::Owned(s))) if s == "a\nb"));
     }
 
@@ -392,7 +401,10 @@ mod tests {
     fn duplicates_are_looked_for_only_within_the_key_bound() {
         let text = r#"{"a":1,"b":2,"c":3,"a":4}"#;
         let (v, found) = super::parse(text, 2).unwrap();
-        assert_eq!(found.duplicate_key, None, "past the bound: the object is refused later");
+        assert_eq!(
+            found.duplicate_key, None,
+            "past the bound: the object is refused later"
+        );
         let Json::Object(o) = v else { panic!("object") };
         assert_eq!(o.len(), 4);
     }
@@ -401,7 +413,9 @@ mod tests {
     fn scannable_strings_match_a_walk_of_the_parsed_value() {
         let text = r#"{"site":"demo","url":"https://x/?a=1&b=2","items":[{"n":"O'Reilly"},{"n":"Tee"}],"e":"a\u0040b"}"#;
         let (v, found) = parse(text).unwrap();
-        let Json::Object(o) = &v else { panic!("object") };
+        let Json::Object(o) = &v else {
+            panic!("object")
+        };
         let walked = super::super::strings::scannable(o);
         let mut ours = found.scan.clone();
         let mut theirs = walked.clone();

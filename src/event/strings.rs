@@ -99,7 +99,9 @@ mod tests {
     #[test]
     fn only_values_a_rule_could_match_with_their_paths() {
         let v = serde_json::json!({"site": "demo's", "cart": {"items": [{"name": "<Tee>", "qty": 2}, {"sku": "S1'"}, {"sku": "plain"}]}});
-        let serde_json::Value::Object(map) = v else { panic!("object") };
+        let serde_json::Value::Object(map) = v else {
+            panic!("object")
+        };
         let out = scannable(&Object::from_map(map));
         let paths: Vec<(&str, &str)> = out.iter().map(|(p, v)| (p.as_str(), v.as_str())).collect();
         assert_eq!(

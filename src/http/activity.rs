@@ -311,7 +311,11 @@ mod tests {
         drop(tracker.begin());
         let ended = Instant::now();
         assert_eq!(waiting.await.unwrap(), Phase::Keepalive);
-        assert_eq!(ended.elapsed(), secs(5), "not the 30 s the watchdog first slept towards");
+        assert_eq!(
+            ended.elapsed(),
+            secs(5),
+            "not the 30 s the watchdog first slept towards"
+        );
     }
 
     #[test]

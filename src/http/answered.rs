@@ -62,7 +62,10 @@ impl Answered {
     pub fn record(&self, route: RouteLabel, status: StatusCode, seconds: f64) {
         self.seconds[route as usize].observe(seconds);
         let slot = usize::from(status.as_u16()).saturating_sub(100);
-        let counter = || self.requests.with_label_values(&[route.label(), status.as_str()]);
+        let counter = || {
+            self.requests
+                .with_label_values(&[route.label(), status.as_str()])
+        };
         match self.counters.get(route as usize * STATUSES + slot) {
             Some(c) if slot < STATUSES => c.get_or_init(counter).inc(),
             _ => counter().inc(),

@@ -119,7 +119,16 @@ mod tests {
 
     #[test]
     fn strings_are_written_byte_for_byte_as_serde_json_writes_them() {
-        for v in ["plain", "", "quote\"", "back\\slash", "nl\n", "\u{1}\u{1f}", "\u{7f}é😀/", "<tag>&"] {
+        for v in [
+            "plain",
+            "",
+            "quote\"",
+            "back\\slash",
+            "nl\n",
+            "\u{1}\u{1f}",
+            "\u{7f}é😀/",
+            "<tag>&",
+        ] {
             let mut o = Obj::with_capacity(8);
             o.str("k", "", v);
             let want = format!("{{\"k\":{}}}", serde_json::to_string(v).unwrap());
@@ -128,7 +137,10 @@ mod tests {
         for n in [0, -1, i64::MIN, i64::MAX, 1732262400000] {
             let mut o = Obj::with_capacity(8);
             o.int("n", n);
-            assert_eq!(String::from_utf8(o.finish()).unwrap(), format!("{{\"n\":{n}}}"));
+            assert_eq!(
+                String::from_utf8(o.finish()).unwrap(),
+                format!("{{\"n\":{n}}}")
+            );
         }
     }
 }
