@@ -18,9 +18,27 @@ pub struct ClickHouse {
 }
 
 impl ClickHouse {
+    /// Starts a server on two free ports. A port found free can be taken by another process before the
+    /// server binds it (tests run in parallel), so a start that fails with "Address already in use" is
+    /// retried on new ports, up to three times.
     pub fn start() -> ClickHouse {
+        for attempt in 1.. {
+            match Self::try_start() {
+                Ok(ch) => return ch,
+                Err(e) if attempt < 3 && e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start() -> Result<ClickHouse, String> {
         let dir = tempfile::tempdir().unwrap();
-        let (http_port, tcp_port) = (free_port(), free_port());
+        // Both listeners are held until both ports are known, so the two cannot be the same port.
+        let (http, tcp) = (free_listener(), free_listener());
+        let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+        let (http_port, tcp_port) = (port(&http), port(&tcp));
+        drop((http, tcp));
         let root = dir.path().display().to_string();
         let config = format!(
             r#"<?xml version="1.0"?>
@@ -63,12 +81,18 @@ impl ClickHouse {
             http_port,
             child: None,
         };
-        ch.spawn();
-        ch
+        ch.try_spawn()?;
+        Ok(ch)
     }
 
     /// Starts the server (again) and waits until `GET /ping` answers.
     pub fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let (program, args) = server_binary();
         let config = self.dir.path().join("config.xml");
         let child = Command::new(program)
@@ -86,10 +110,11 @@ impl ClickHouse {
             .is_none_or(|(status, body)| status != 200 || body != "Ok.\n")
         {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "clickhouse-server exited with {status}: {}",
                     self.log_tail()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -98,6 +123,7 @@ impl ClickHouse {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
     /// Kills the server by its PID and reaps it.
@@ -160,12 +186,8 @@ fn server_binary() -> (PathBuf, &'static [&'static str]) {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn free_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 impl ClickHouse {
