@@ -7,6 +7,8 @@
 //!
 //!     cargo bench --bench drain
 
+mod common;
+
 #[path = "../tests/support/clickhouse.rs"]
 #[allow(dead_code)]
 mod server;
@@ -20,12 +22,9 @@ use server::ClickHouse;
 use tokio::runtime::Runtime;
 use tollgate::clock::FixedClock;
 use tollgate::config::{
-    self, BatchLimits, ClickHouseConfig, Endpoint, LoadMode, RetryPolicy, SinkConfig, SinkKind,
-    TlsClientFiles,
+    BatchLimits, ClickHouseConfig, Endpoint, RetryPolicy, SinkConfig, SinkKind, TlsClientFiles,
 };
-use tollgate::event::{
-    decode, minimize, validate, ClientMeta, Context, MinimizedEvent, Outcome, Report,
-};
+use tollgate::event::MinimizedEvent;
 use tollgate::sink::clickhouse::ClickHouseSink;
 use tollgate::sink::deadletter::DeadLetters;
 use tollgate::sink::deliver::Delivery;
@@ -34,38 +33,23 @@ use tollgate::sink::metrics::SinkMetrics;
 use tollgate::sink::Sink;
 use tollgate::spool::{Route, Spool, SpoolConfig, SpoolKey, SpoolKeys, SpoolMetrics};
 
-const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/sample_event.json");
+use common::SAMPLE;
 const EVENTS: usize = 20_000;
 
 /// `EVENTS` minimized sample events, each with its own id (as in production; ClickHouse's
 /// `ReplacingMergeTree` would collapse equal ids).
 fn samples() -> Vec<MinimizedEvent> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let mut snap = config::load(&path, LoadMode::Check).expect("default config is valid");
+    let mut snap = common::default_snapshot();
     // Every consumer of the bench's spool takes the events, whatever sinks the default config names.
     snap.tenants.get_mut("demo").unwrap().route = Arc::new(Route::All);
-    let client = ClientMeta {
-        ip: "203.0.113.77".parse().unwrap(),
-        user_agent: None,
-        opted_out: false,
-    };
-    let ctx = Context {
-        tenant: &snap.tenants["demo"],
-        client: &client,
-        geo: None,
-        received_ms: 0,
-    };
+    snap.geo = None;
     let mut sample: serde_json::Value = serde_json::from_slice(SAMPLE).unwrap();
     (0..EVENTS)
         .map(|i| {
             // The sample's id is 26 characters; so is each of these.
             sample["event_id"] = format!("01JD3V4X7E8K9M2N5P6Q{i:06}").into();
             let body = serde_json::to_vec(&sample).unwrap();
-            let raw = decode(&body, &snap.limits).unwrap().events.remove(0);
-            match minimize(validate(raw).unwrap(), &ctx, &mut Report::default()) {
-                Outcome::Keep(m) => m,
-                Outcome::Suppressed => unreachable!(),
-            }
+            common::minimize_body(&snap, &body, 0).remove(0)
         })
         .collect()
 }

@@ -10,39 +10,23 @@
 //!     cargo bench --bench encode
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tollgate::config::{self, LoadMode};
-use tollgate::event::{decode, minimize, validate, ClientMeta, Context, Outcome, Report};
 use tollgate::sink::client::gzip;
 use tollgate::sink::{clickhouse, file, http, nats};
 use tollgate::spool::StoredRecord;
 
-const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/sample_event.json");
+mod common;
+
+use common::SAMPLE;
+
 /// Records per batch: the shipped `batch_events`.
 const N: usize = 1000;
 
 /// `N` minimized sample events as a sink receives them from the spool reader.
 fn batch() -> Vec<StoredRecord> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let snap = config::load(&path, LoadMode::Check).expect("default config is valid");
-    let client = ClientMeta {
-        ip: "203.0.113.77".parse().unwrap(),
-        user_agent: None,
-        opted_out: false,
-    };
-    let ctx = Context {
-        tenant: &snap.tenants["demo"],
-        client: &client,
-        geo: snap.geo.as_deref(),
-        received_ms: 1_732_262_400_000,
-    };
-    let raw = decode(SAMPLE, &snap.limits).unwrap().events.remove(0);
-    let one = match minimize(validate(raw).unwrap(), &ctx, &mut Report::default()) {
-        Outcome::Keep(m) => m,
-        Outcome::Suppressed => unreachable!(),
-    };
+    let snap = common::default_snapshot();
+    let one = common::minimize_body(&snap, SAMPLE, 1_732_262_400_000).remove(0);
     (0..N)
         .map(|i| StoredRecord {
             site: one.site().to_owned(),

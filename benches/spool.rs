@@ -20,38 +20,16 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::clock::FixedClock;
-use tollgate::config::{self, LoadMode};
-use tollgate::event::{
-    decode, minimize, validate, ClientMeta, Context, MinimizedEvent, Outcome, Report,
-};
+use tollgate::config;
+use tollgate::event::MinimizedEvent;
 use tollgate::spool::{self, Spool, SpoolConfig, SpoolKey, SpoolKeys, SpoolMetrics};
 
-const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/sample_event.json");
+mod common;
+
+use common::SAMPLE;
 
 fn minimized(snap: &config::Snapshot) -> Vec<MinimizedEvent> {
-    let client = ClientMeta {
-        ip: "203.0.113.77".parse().unwrap(),
-        user_agent: None,
-        opted_out: false,
-    };
-    let ctx = Context {
-        tenant: &snap.tenants["demo"],
-        client: &client,
-        geo: snap.geo.as_deref(),
-        received_ms: 0,
-    };
-    let mut report = Report::default();
-    decode(black_box(SAMPLE), &snap.limits)
-        .unwrap()
-        .events
-        .into_iter()
-        .map(
-            |r| match minimize(validate(r).unwrap(), &ctx, &mut report) {
-                Outcome::Keep(m) => m,
-                Outcome::Suppressed => unreachable!(),
-            },
-        )
-        .collect()
+    common::minimize_body(snap, black_box(SAMPLE), 0)
 }
 
 fn keys() -> SpoolKeys {
@@ -59,8 +37,7 @@ fn keys() -> SpoolKeys {
 }
 
 fn ingest_path(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let snap = config::load(&path, LoadMode::Check).expect("default config is valid");
+    let snap = common::default_snapshot();
     let keys = keys();
     let mut g = c.benchmark_group("ingest_path");
     g.throughput(Throughput::Elements(1));
@@ -79,8 +56,7 @@ fn ingest_path(c: &mut Criterion) {
 }
 
 fn append(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let snap = config::load(&path, LoadMode::Check).expect("default config is valid");
+    let snap = common::default_snapshot();
     let one = minimized(&snap).remove(0);
     let events: Vec<_> = std::iter::repeat_n(one, 100).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -158,8 +134,7 @@ async fn appends(spool: &Spool, event: &MinimizedEvent, k: u64, iters: u64) -> D
 }
 
 fn group_commit(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
-    let snap = config::load(&path, LoadMode::Check).expect("default config is valid");
+    let snap = common::default_snapshot();
     let one = minimized(&snap).remove(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
