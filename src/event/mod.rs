@@ -4,7 +4,7 @@
 //! un-minimized event cannot reach storage by construction.
 
 pub mod decode;
-pub mod json;
+mod json;
 pub mod minimize;
 mod strings;
 pub mod validate;
