@@ -188,6 +188,9 @@ async fn run(
 
 /// Collects appends after `first` until the window closes or the batch is full. An append that would
 /// overflow `max_batch_bytes` is handed back for the next batch.
+///
+/// With a zero window it takes only what is already queued, without arming a timer: tokio's timers have
+/// millisecond ticks, so even a deadline of "now" could hold a commit until the next tick.
 async fn gather(
     first: Pending,
     inbox: &mut Inbox,
@@ -197,7 +200,11 @@ async fn gather(
     let mut bytes = first.disk_len() as usize;
     let mut batch = vec![first];
     while bytes < limits.max_batch_bytes {
-        let Some(next) = inbox.recv(Some(deadline)).await else {
+        let next = match limits.commit_window.is_zero() {
+            true => inbox.rx.try_recv().ok(),
+            false => inbox.recv(Some(deadline)).await,
+        };
+        let Some(next) = next else {
             break;
         };
         let size = next.disk_len() as usize;
