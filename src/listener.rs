@@ -310,7 +310,7 @@ async fn serve_tls(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(snap.timeouts.header_read)
+        .header_read_timeout(h1_head_timeout(&snap.timeouts, true))
         .max_headers(snap.limits.max_header_count)
         .max_buf_size(snap.limits.max_header_bytes);
     builder
@@ -324,6 +324,17 @@ async fn serve_tls(
     let svc = service_fn(move |req| tracker.track(http::public::handle(req, c.clone(), meta)));
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
     end.drive(conn, Some(watchdog)).await
+}
+
+/// hyper's HTTP/1.1 head timeout. hyper starts it as soon as a connection waits for its next request, so it
+/// also bounds the keep-alive wait. Where an [`activity`] watchdog bounds both the first request
+/// (`header_read`) and the keep-alive (`keepalive_idle`), hyper's timer is only a backstop at the longer of the
+/// two; otherwise a `header_read` shorter than `keepalive_idle` would end every idle keep-alive early.
+fn h1_head_timeout(t: &crate::config::Timeouts, watched: bool) -> std::time::Duration {
+    match watched {
+        true => t.header_read.max(t.keepalive_idle),
+        false => t.header_read,
+    }
 }
 
 async fn serve_plain<S>(
@@ -343,7 +354,7 @@ async fn serve_plain<S>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(snap.timeouts.header_read)
+        .header_read_timeout(h1_head_timeout(&snap.timeouts, watchdog.is_some()))
         .max_headers(snap.limits.max_header_count)
         .max_buf_size(snap.limits.max_header_bytes);
     let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -210,6 +210,40 @@ async fn requests_within_keepalive_idle_reuse_the_connection() {
     running.stop().await.unwrap();
 }
 
+/// HTTP/1.1 keep-alive lasts `keepalive_idle_ms` even when `header_read_ms` is shorter: curl sends two
+/// requests 2 s apart on one connection with `header_read_ms = 1000` and `keepalive_idle_ms = 4000`.
+#[tokio::test]
+async fn http1_keepalive_outlasts_a_shorter_header_read() {
+    let fx = Fixture::new(
+        "[timeouts]\nheader_read_ms = 1000\nkeepalive_idle_ms = 4000\nidle_ms = 60000\n",
+    );
+    let running = fx.start().await;
+    let url = format!("https://localhost:{}/healthz", running.public_addr.port());
+    let out = curl(
+        &fx,
+        running.public_addr,
+        &[
+            "--http1.1",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version} %{num_connects}\\n",
+            "--rate",
+            "30/m",
+            &url,
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(
+        out, "200 1.1 1\n200 1.1 0\n",
+        "second request reused the connection"
+    );
+    running.stop().await.unwrap();
+}
+
 /// The plain redirect listener has the same watchdog: after a `308`, a kept-alive HTTP/1.1 connection that
 /// sends nothing more is closed after `keepalive_idle_ms` (here well before `header_read_ms`).
 #[tokio::test]
