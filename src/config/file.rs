@@ -453,7 +453,7 @@ impl Default for SpoolFile {
             dir: "spool".into(),
             segment_bytes: 64 * 1024 * 1024,
             max_bytes: 1024 * 1024 * 1024,
-            commit_window_us: 0,
+            commit_window_us: 100,
             max_batch_bytes: 4 * 1024 * 1024,
             queue_depth: 1024,
             max_age_s: 0,

@@ -186,21 +186,29 @@ async fn run(
     log.finish()
 }
 
+/// Windows up to this long are waited out on the writer's own thread (`thread::sleep`, microsecond
+/// precision). Longer ones use the runtime's timer, which also hears shutdown but ticks in milliseconds:
+/// a deadline even of "now" could hold a commit until the next tick.
+const PRECISE_WINDOW: Duration = Duration::from_millis(1);
+
 /// Collects appends after `first` until the window closes or the batch is full. An append that would
-/// overflow `max_batch_bytes` is handed back for the next batch.
-///
-/// With a zero window it takes only what is already queued, without arming a timer: tokio's timers have
-/// millisecond ticks, so even a deadline of "now" could hold a commit until the next tick.
+/// overflow `max_batch_bytes` is handed back for the next batch. A window up to [`PRECISE_WINDOW`] is
+/// slept, then what is queued is taken; a zero window takes only what is already queued.
 async fn gather(
     first: Pending,
     inbox: &mut Inbox,
     limits: Limits,
 ) -> (Vec<Pending>, Option<Pending>) {
-    let deadline = Instant::now() + limits.commit_window;
+    let window = limits.commit_window;
+    let precise = window <= PRECISE_WINDOW;
+    if precise && !window.is_zero() {
+        std::thread::sleep(window);
+    }
+    let deadline = Instant::now() + window;
     let mut bytes = first.disk_len() as usize;
     let mut batch = vec![first];
     while bytes < limits.max_batch_bytes {
-        let next = match limits.commit_window.is_zero() {
+        let next = match precise {
             true => inbox.rx.try_recv().ok(),
             false => inbox.recv(Some(deadline)).await,
         };
